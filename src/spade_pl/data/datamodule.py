@@ -1,0 +1,158 @@
+"""LightningDataModule over fastMRI-format multi-coil HDF5 folders (real fastMRI data or the embedded default)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import lightning as L
+from fastmri.data import SliceDataset
+from torch.utils.data import DataLoader
+
+from spade_pl.data.embedded import EmbeddedMRIBuilder
+from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY, check_multicoil_file
+from spade_pl.data.transform import MRISliceTransform
+from spade_pl.errors import SpadeInputError, require
+from spade_pl.physics.masks import build_mask_func
+
+SPLITS = ("train", "val", "test")
+
+
+class MultiCoilSliceDataset(SliceDataset):
+    """fastmri's SliceDataset that also hands the transform the slice's coil maps when the file has them."""
+
+    def __getitem__(self, i: int):
+        fname, dataslice, metadata = self.raw_samples[i]
+        with h5py.File(fname, "r") as hf:
+            kspace = hf["kspace"][dataslice]
+            attrs = {**hf.attrs, **metadata}
+            if SENS_MAPS_KEY in hf:
+                attrs[SENS_MAPS_KEY] = {dataslice: hf[SENS_MAPS_KEY][dataslice]}
+        return self.transform(kspace, None, None, attrs, fname.name, dataslice)
+
+
+class FastMRIDataModule(L.LightningDataModule):
+    """Train/val/test splits by volume (file), never by slice.
+
+    Splits come from ``train_dir``/``val_dir``/``test_dir`` (e.g. fastMRI's ``multicoil_train``), else from
+    sub-folders ``root/{train,val,test}``, else from ``split_file``: a JSON ``{"train": [...], "val": [...],
+    "test": [...]}`` of file names inside ``root`` (keep the split file outside ``root``: fastmri's
+    SliceDataset opens every file in its folder), else from an automatic split of root's files by name
+    with ``split_fractions``. Training masks are random per slice; validation and
+    test masks are a fixed function of the file name (fastMRI's convention).
+    """
+
+    def __init__(
+        self,
+        root: str | None,
+        mask: dict,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        split_file: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        builder: EmbeddedMRIBuilder | None = None,
+    ):
+        super().__init__()
+        require(int(batch_size) >= 1, f"data.batch_size={batch_size} is invalid; allowed: integers >= 1")
+        require(root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files")
+        self.root = Path(root) if root is not None else builder.root
+        self.mask_cfg = dict(mask)
+        build_mask_func(**self.mask_cfg)  # validate early, before any work
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.split_file = split_file
+        require(
+            len(split_fractions) == 3 and all(f >= 0 for f in split_fractions) and sum(split_fractions) > 0,
+            f"data.split_fractions={list(split_fractions)} is invalid; give three non-negative train/val/test fractions",
+        )
+        self.split_fractions = [float(f) / sum(split_fractions) for f in split_fractions]
+        self.builder = builder
+        self.datasets: dict[str, MultiCoilSliceDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.builder is not None:
+            self.builder()
+
+    def _split_source(self, split: str) -> tuple[Path, set[str] | None]:
+        """The folder to read for ``split`` and, unless the split has its own folder, the names of its volumes."""
+        if self.split_dirs[split]:
+            return Path(self.split_dirs[split]), None
+        if (self.root / split).is_dir():
+            return self.root / split, None
+        require(self.root.is_dir(), f"data folder {self.root} does not exist (data.root)")
+        if self.split_file is not None:
+            path = Path(self.split_file)
+            require(path.is_file(), f"data.split_file {path} does not exist")
+            try:
+                names = set(json.loads(path.read_text())[split])
+            except (KeyError, json.JSONDecodeError) as err:
+                raise SpadeInputError(
+                    f"data.split_file {path} is malformed ({err}); expected JSON with lists 'train', 'val', 'test'"
+                ) from None
+            return self.root, names
+        return self.root, set(self._auto_split()[split])
+
+    def _auto_split(self) -> dict[str, list[str]]:
+        """Deterministic split of root's volumes (files) by sorted name into train/val/test fractions."""
+        names = sorted(p.name for p in self.root.iterdir() if p.suffix in (".h5", ".hdf5"))
+        require(len(names) > 0, f"data folder {self.root} has no HDF5 (.h5) files (data.root)")
+        require(len(names) >= 3, f"data folder {self.root} has {len(names)} HDF5 files; an automatic split needs >= 3")
+        n_val = max(1, round(self.split_fractions[1] * len(names)))
+        n_test = max(1, round(self.split_fractions[2] * len(names)))
+        n_train = len(names) - n_val - n_test
+        return {"train": names[:n_train], "val": names[n_train : n_train + n_val], "test": names[n_train + n_val :]}
+
+    def _dataset(self, split: str) -> MultiCoilSliceDataset:
+        if split in self.datasets:
+            return self.datasets[split]
+        folder, names = self._split_source(split)
+        require(folder.is_dir(), f"data folder {folder} for split '{split}' does not exist (data.root={self.root})")
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        h5_files = [p for p in files if p.suffix in (".h5", ".hdf5")]
+        require(len(h5_files) > 0, f"data folder {folder} for split '{split}' has no HDF5 (.h5) files")
+        others = [p.name for p in files if p not in h5_files]
+        require(not others, f"data folder {folder} holds non-HDF5 files {others[:3]}; keep only fastMRI .h5 files")
+        for path in h5_files:
+            if names is None or path.name in names:
+                check_multicoil_file(path)
+        mask_func = build_mask_func(**self.mask_cfg)
+        dataset = MultiCoilSliceDataset(
+            folder,
+            challenge="multicoil",
+            transform=MRISliceTransform(mask_func, use_seed=split != "train"),
+            raw_sample_filter=None if names is None else (lambda raw: raw.fname.name in names),
+        )
+        require(len(dataset) > 0, f"split '{split}' has no slices (folder {folder}, split file {self.split_file})")
+        self.datasets[split] = dataset
+        return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        needed: Sequence[str] = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage or "", SPLITS
+        )
+        for split in needed:
+            self._dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._dataset(split),
+            batch_size=self.batch_size if split == "train" else 1,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,60 @@
+"""Per-slice transform: fastMRI multi-coil slice -> normalised, masked measurements + ground truth."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import fastmri
+import numpy as np
+import torch
+from fastmri.data.subsample import MaskFunc
+from fastmri.data.transforms import apply_mask, center_crop, to_tensor
+from torch import Tensor
+
+from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
+
+
+class MRISample(NamedTuple):
+    """One slice, ready for an MBDL network. Batched by the default collate (``maps`` empty without maps)."""
+
+    masked_kspace: Tensor  # (C, H, W, 2), normalised by the max |k| of the measured samples
+    mask: Tensor  # (1, 1, W, 1) bool
+    num_low_frequencies: int
+    target: Tensor  # (h, w) RSS magnitude of the fully sampled slice, same scale, cropped to recon size
+    maps: Tensor  # (C, H, W, 2) coil maps, or an empty tensor when the data has none
+    fname: str
+    slice_num: int
+
+
+class MRISliceTransform:
+    """Mask the k-space with ``mask_func``, normalise the slice, and derive the ground truth.
+
+    Normalisation (SPADE reference): the slice's k-space is divided by the largest magnitude among the
+    *measured* samples (so no ground truth is needed to normalise). The target is the RSS of the fully
+    sampled, equally normalised k-space, centre-cropped to the header's recon size; it equals fastMRI's
+    ``reconstruction_rss`` divided by the same scale.
+    """
+
+    def __init__(self, mask_func: MaskFunc, use_seed: bool):
+        self.mask_func = mask_func
+        self.use_seed = use_seed  # True -> the mask is a fixed function of the file name (val/test)
+
+    def __call__(self, kspace: np.ndarray, mask, target, attrs: dict, fname: str, slice_num: int) -> MRISample:
+        kspace_t = to_tensor(kspace)
+        seed = tuple(map(ord, fname)) if self.use_seed else None
+        masked, mask_t, num_low = apply_mask(
+            kspace_t, self.mask_func, seed=seed, padding=(attrs["padding_left"], attrs["padding_right"])
+        )
+        scale = fastmri.complex_abs(masked).max().clamp_min(torch.finfo(torch.float32).tiny)
+        crop = (min(attrs["recon_size"][0], kspace.shape[-2]), min(attrs["recon_size"][1], kspace.shape[-1]))
+        full_rss = fastmri.rss_complex(fastmri.ifft2c(kspace_t / scale), dim=0)
+        maps = to_tensor(attrs[SENS_MAPS_KEY][slice_num]) if SENS_MAPS_KEY in attrs else torch.empty(0)
+        return MRISample(
+            masked_kspace=masked / scale,
+            mask=mask_t.to(torch.bool),
+            num_low_frequencies=int(num_low),
+            target=center_crop(full_rss, crop),
+            maps=maps,
+            fname=fname,
+            slice_num=slice_num,
+        )

@@ -1,0 +1,51 @@
+"""The one interface every training objective implements, and the image-domain loss ℓ they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from fastmri.losses import SSIMLoss
+from torch import Tensor, nn
+
+from spade_pl.data.transform import MRISample
+from spade_pl.errors import require
+from spade_pl.models.base import MBDLNetwork
+
+
+class ReconstructionLoss(nn.Module):
+    """ℓ(prediction, reference) on magnitude images ``(B, h, w)``: ``ssim`` (1 - fastMRI SSIM), ``l1``, ``smooth_l1``.
+
+    SSIM's data range is the reference's per-image maximum (fastMRI's convention).
+    """
+
+    KINDS = ("ssim", "l1", "smooth_l1")
+
+    def __init__(self, kind: str = "ssim"):
+        super().__init__()
+        require(kind in self.KINDS, f"loss kind {kind!r} is unknown; allowed: {', '.join(self.KINDS)}")
+        self.kind = kind
+        self.ssim = SSIMLoss() if kind == "ssim" else None
+
+    def forward(self, prediction: Tensor, reference: Tensor) -> Tensor:
+        if self.ssim is not None:
+            data_range = reference.flatten(1).amax(dim=1)
+            return self.ssim(prediction.unsqueeze(1), reference.unsqueeze(1), data_range)
+        if self.kind == "l1":
+            return nn.functional.l1_loss(prediction, reference)
+        return nn.functional.smooth_l1_loss(prediction, reference)
+
+
+class Objective(nn.Module, ABC):
+    """``objective(batch, student, teacher) -> (loss, logs)``: the only thing that differs between strategies.
+
+    ``uses_ground_truth`` says whether the objective may read ``batch.target``; objectives that do not
+    are also used for ground-truth-free validation and checkpoint selection.
+    """
+
+    uses_ground_truth: bool = True
+    needs_teacher: bool = False
+
+    @abstractmethod
+    def forward(
+        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None
+    ) -> tuple[Tensor, dict[str, Tensor]]: ...

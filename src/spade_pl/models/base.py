@@ -1,0 +1,44 @@
+"""The contract every MBDL network in spade-pl keeps, so pruning, fine-tuning and benchmarking are generic."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from torch import Tensor, nn
+
+from spade_pl.errors import require
+from spade_pl.physics.mri import MultiCoilMRI
+
+
+class MBDLNetwork(nn.Module, ABC):
+    """A model-based network: physics steps (never pruned) interleaved with learned CNN priors (prunable).
+
+    ``forward(y, physics)`` returns the complex image ``(B, H, W, 2)``. ``priors()`` names every CNN
+    prior; ``prior_output_layers()`` names each prior's last layer, whose output channels the physics
+    fixes (2 = real, imaginary) and which pruning must leave whole.
+    """
+
+    #: True when the network needs coil maps from the data (physics.maps); False when it estimates them.
+    needs_maps: bool = False
+
+    @abstractmethod
+    def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor: ...
+
+    @abstractmethod
+    def priors(self) -> dict[str, nn.Module]: ...
+
+    @abstractmethod
+    def prior_output_layers(self) -> dict[str, list[nn.Module]]: ...
+
+    def select_priors(self, names: list[str] | None) -> dict[str, nn.Module]:
+        """The priors called ``names`` (all of them for ``None``); unknown names are an input error."""
+        priors = self.priors()
+        if names is None:
+            return priors
+        unknown = [n for n in names if n not in priors]
+        require(not unknown, f"prior name(s) {unknown} do not exist; this network has: {', '.join(priors)}")
+        return {n: priors[n] for n in names}
+
+    def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
+        """The operator A that the network itself assumes for ``y`` (its own coil maps, if it estimates them)."""
+        return physics

@@ -1,0 +1,132 @@
+"""The LightningModule: an MBDL network, a training objective, metrics and image panels.
+
+The module never branches on the fine-tuning strategy: the objective (a loss module) is the only
+thing that changes between dense pre-training, supervised, distill and self-supervised fine-tuning.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from spade_pl.batch import magnitude, physics_of, zero_filled
+from spade_pl.data.transform import MRISample
+from spade_pl.errors import SpadeInputError
+from spade_pl.finetune.base import Objective
+from spade_pl.image_logging import log_panel, panel
+from spade_pl.metrics import slice_metrics, volume_metrics
+from spade_pl.models.base import MBDLNetwork
+
+
+class NonFiniteLossError(SpadeInputError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept and training stops."""
+
+
+class ReconModule(L.LightningModule):
+    """Trains ``network`` with ``objective``; validation and test report PSNR/SSIM against ground truth.
+
+    ``teacher`` (the frozen dense network for distillation) is deliberately *not* a registered
+    sub-module: it is not in ``parameters()`` (so never in the optimizer) nor in the saved state dict.
+    """
+
+    def __init__(
+        self,
+        network: MBDLNetwork,
+        objective: Objective,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        metric_convention: str = "fastmri",
+        num_log_images: int = 2,
+        teacher: MBDLNetwork | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["network", "objective", "optimizer", "scheduler", "teacher"])
+        self.network = network
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
+        self._volumes: dict[str, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
+        self.test_results: dict[str, Any] = {}
+
+    # ---- plumbing -------------------------------------------------------------------------------
+    def forward(self, batch: MRISample) -> Tensor:
+        return self.network(batch.masked_kspace, physics_of(batch))
+
+    def _move_teacher(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device).eval()
+
+    def on_fit_start(self) -> None:
+        self._move_teacher()
+
+    def on_validation_start(self) -> None:
+        self._move_teacher()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.network.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    # ---- training / validation ------------------------------------------------------------------
+    def training_step(self, batch: MRISample, batch_idx: int) -> Tensor:
+        loss, logs = self.objective(batch, self.network, self.teacher)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"stopping, the last good checkpoint is kept — lower the learning rate or check the data"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.fname))
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(batch.fname))
+        return loss
+
+    def validation_step(self, batch: MRISample, batch_idx: int) -> None:
+        loss, _ = self.objective(batch, self.network, self.teacher)
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname))
+        if not self.objective.uses_ground_truth:
+            return  # ground-truth-free strategies never see the target, not even for monitoring
+        prediction = magnitude(self(batch), batch.target)
+        metrics = slice_metrics(prediction, batch.target)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=len(batch.fname))
+        if batch_idx < self.hparams.num_log_images:
+            self._log_panel(f"val/panel_{batch_idx}", batch, prediction)
+
+    # ---- test ------------------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._volumes.clear()
+
+    def test_step(self, batch: MRISample, batch_idx: int) -> None:
+        prediction = magnitude(self(batch), batch.target)
+        baseline = zero_filled(batch)
+        for i, fname in enumerate(batch.fname):
+            arrays = (t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
+            self._volumes[fname].append((int(batch.slice_num[i]), *arrays))
+        if batch_idx < self.hparams.num_log_images:
+            self._log_panel(f"test/panel_{batch_idx}", batch, prediction)
+
+    def on_test_epoch_end(self) -> None:
+        per_volume = []
+        for fname, slices in sorted(self._volumes.items()):
+            slices.sort(key=lambda s: s[0])
+            pred, zf, gt = (np.stack([s[j] for s in slices]) for j in (1, 2, 3))
+            recon = volume_metrics(pred, gt, self.hparams.metric_convention)
+            zero = volume_metrics(zf, gt, self.hparams.metric_convention)
+            per_volume.append(
+                {"volume": fname, "slices": len(slices), **recon, **{f"zf_{k}": v for k, v in zero.items()}}
+            )
+        keys = ("psnr", "ssim", "zf_psnr", "zf_ssim")
+        mean = {k: float(np.mean([v[k] for v in per_volume])) for k in keys}
+        self.log_dict({f"test/{k}": v for k, v in mean.items()})
+        self.test_results = {"convention": self.hparams.metric_convention, "mean": mean, "per_volume": per_volume}
+
+    def _log_panel(self, key: str, batch: MRISample, prediction: Tensor) -> None:
+        target = batch.target[0]
+        image = panel(zero_filled(batch)[0], prediction[0], target, (prediction[0] - target).abs())
+        log_panel(self.loggers, key, image, self.global_step)

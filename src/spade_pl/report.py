@@ -1,0 +1,74 @@
+"""Results: a JSON file, a markdown table, a plot, and the same table on the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from spade_pl.io_utils import atomic_write, atomic_write_json, atomic_write_text
+
+
+def split_test_results(test_results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ReconModule.test_results -> (zero-filled entry, reconstruction entry), each {mean, per_volume}."""
+
+    def entry(prefix: str) -> dict[str, Any]:
+        return {
+            "mean": {k: test_results["mean"][f"{prefix}{k}"] for k in ("psnr", "ssim")},
+            "per_volume": [
+                {"volume": v["volume"], "psnr": v[f"{prefix}psnr"], "ssim": v[f"{prefix}ssim"]}
+                for v in test_results["per_volume"]
+            ],
+        }
+
+    return entry("zf_"), entry("")
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """Mean PSNR/SSIM per model (and Δ to the dense model when there is one), then per-volume PSNR/SSIM."""
+    models: dict[str, Any] = results["models"]
+    ref = models.get("dense", {}).get("mean", {}).get("psnr")
+    lines = [
+        f"Test metrics ({results['convention']} convention, {results.get('num_volumes', '?')} held-out volumes)",
+        "",
+        "| model | PSNR (dB) | SSIM | ΔPSNR vs dense (dB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, entry in models.items():
+        delta = f"{entry['mean']['psnr'] - ref:+.2f}" if ref is not None else "n/a"
+        lines.append(f"| {name} | {entry['mean']['psnr']:.2f} | {entry['mean']['ssim']:.4f} | {delta} |")
+    volumes = [v["volume"] for v in next(iter(models.values()))["per_volume"]]
+    lines += ["", "Per volume (PSNR dB / SSIM):", "", "| volume | " + " | ".join(models) + " |"]
+    lines.append("|---|" + "---:|" * len(models))
+    for i, volume in enumerate(volumes):
+        cells = [f"{m['per_volume'][i]['psnr']:.2f} / {m['per_volume'][i]['ssim']:.4f}" for m in models.values()]
+        lines.append(f"| {volume} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict[str, Any], path: Path) -> None:
+    """Bar chart of mean PSNR and SSIM per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.4 * len(models), 3.2))
+    for ax, metric in zip(axes, ("psnr", "ssim")):
+        values = [m["mean"][metric] for m in models.values()]
+        ax.bar(list(models), values, color="tab:blue")
+        ax.set_title(f"{metric.upper()} ({results['convention']})")
+        ax.set_ylim(min(values) * 0.95, max(values) * 1.01)
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_results(output_dir: Path, results: dict[str, Any], extra_markdown: str = "") -> str:
+    """Write results.json, results.md and results.png into ``output_dir``; return the markdown."""
+    text = markdown_table(results) + extra_markdown
+    atomic_write_json(output_dir / "results.json", results)
+    atomic_write_text(output_dir / "results.md", text)
+    plot_results(results, output_dir / "results.png")
+    return text

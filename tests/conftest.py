@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny composed configs of the real Hydra configs, and one tiny embedded dataset per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from spade_pl.__main__ import config_dir
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# A network and a dataset small enough for a CPU test to train in seconds.
+TINY = [
+    "network.model.num_cascades=2",
+    "network.model.chans=4",
+    "network.model.pools=2",
+    "network.model.sens_chans=2",
+    "network.model.sens_pools=2",
+    "data.builder.size=32",
+    "data.builder.num_coils=4",
+    "+data.builder.first_slice=60",
+    "+data.builder.last_slice=100",
+    "+data.builder.slab_slices=2",
+    "+data.builder.gap_slices=2",
+    "data.batch_size=2",
+    "logger=csv",
+    "trainer.accelerator=cpu",
+    "trainer.enable_model_summary=false",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache (embedded data, teachers) for the whole session, so the tiny dataset is built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, cache_dir) -> Callable[..., DictConfig]:
+    """Compose the real configs with TINY sizes plus ``overrides``; outputs go under tmp_path."""
+
+    def _make(*overrides: str, tiny: bool = True) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[*(TINY if tiny else []), *overrides, f"paths.cache_dir={cache_dir}"],
+                return_hydra_config=True,
+            )
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(tmp_path)
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.log_dir = str(tmp_path / "logs")
+        return cfg
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(cache_dir) -> Path:
+    """The tiny embedded dataset (the same one the TINY configs use)."""
+    from spade_pl.data.embedded import EmbeddedMRIBuilder
+
+    return EmbeddedMRIBuilder(
+        cache_dir, size=32, num_coils=4, first_slice=60, last_slice=100, slab_slices=2, gap_slices=2
+    )()
