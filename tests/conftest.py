@@ -33,7 +33,7 @@ TINY = [
     "data.batch_size=2",
     "logger=csv",
     "trainer.accelerator=cpu",
-    "trainer.enable_model_summary=false",
+    "+trainer.enable_model_summary=false",
 ]
 
 

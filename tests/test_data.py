@@ -90,13 +90,13 @@ def test_val_and_test_masks_are_fixed_per_volume(tiny_data_root):
     dm.setup("test")
     first = [s.mask for s in dm.test_dataloader()]
     second = [s.mask for s in dm.test_dataloader()]
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def _hand_written_fastmri_file(path: Path, slices=2, coils=3, height=40, width=24, recon=(20, 20)):
     """A file written with plain h5py to the fastMRI schema (readout-oversampled like real brain data)."""
     rng = np.random.default_rng(0)
-    kspace = (rng.normal(size=(slices, coils, height, width)) + 1j * rng.normal(size=(slices, coils, height, width)))
+    kspace = rng.normal(size=(slices, coils, height, width)) + 1j * rng.normal(size=(slices, coils, height, width))
     with h5py.File(path, "w") as hf:
         hf["kspace"] = kspace.astype(np.complex64)
         hf["reconstruction_rss"] = np.ones((slices, *recon), np.float32)

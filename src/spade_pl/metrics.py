@@ -26,7 +26,10 @@ def slice_metrics(prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
     """Fast per-slice PSNR/SSIM ``(B, h, w)`` for progress logging (data range = each target's max)."""
     data_range = target.flatten(1).amax(dim=1)
     psnr = torch.stack(
-        [peak_signal_noise_ratio(p, t, data_range=float(r)) for p, t, r in zip(prediction, target, data_range)]
+        [
+            peak_signal_noise_ratio(p, t, data_range=float(r))
+            for p, t, r in zip(prediction, target, data_range, strict=True)
+        ]
     )
     ssim = 1 - _ssim_loss.to(prediction.device)(prediction.unsqueeze(1), target.unsqueeze(1), data_range)
     return {"psnr": psnr.mean(), "ssim": ssim}

@@ -22,6 +22,9 @@ from spade_pl.finetune.base import Objective
 from spade_pl.image_logging import log_panel, panel
 from spade_pl.metrics import slice_metrics, volume_metrics
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.pruning.spade import replay_structure
+
+PRUNING_KEY = "spade_pruning"
 
 
 class NonFiniteLossError(SpadeInputError):
@@ -52,6 +55,8 @@ class ReconModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
+        #: torch-pruning history of the pruned priors (None = dense); saved in checkpoints, replayed on load
+        self.pruning_structure: dict[str, Any] | None = None
         self._volumes: dict[str, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
         self.test_results: dict[str, Any] = {}
 
@@ -74,6 +79,19 @@ class ReconModule(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.pruning_structure:
+            checkpoint[PRUNING_KEY] = self.pruning_structure
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild the pruned structure before Lightning loads the (smaller) weights into the network."""
+        stored = checkpoint.get(PRUNING_KEY)
+        if stored and self.pruning_structure is None:
+            replay_structure(self.network, stored)
+            self.pruning_structure = stored
+        elif stored and stored.get("priors") != self.pruning_structure.get("priors"):
+            raise SpadeInputError("the checkpoint's pruned structure does not match the pruned network of this run")
 
     # ---- training / validation ------------------------------------------------------------------
     def training_step(self, batch: MRISample, batch_idx: int) -> Tensor:

@@ -1,12 +1,17 @@
 """The stages of a spade-pl run, driven by the composed Hydra config.
 
-``stage=pretrain``  train the dense network (resume with ``ckpt_path``)
-``stage=test``      evaluate ``ckpt_path`` on the held-out test split
-``stage=spade``     the whole job: dense teacher (cached) -> test dense -> report
+``stage=spade``      the whole job: dense teacher (cached) -> prune -> fine-tune -> test all -> benchmark -> report
+``stage=pretrain``   train the dense network (``resume_from`` resumes an interrupted run)
+``stage=test``       evaluate ``ckpt_path`` (dense or pruned) on the held-out test split
+``stage=prune``      prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop
+``stage=benchmark``  time dense vs pruned (``ckpt_path`` or random weights) in one process
+
+``stage=spade ckpt_path=dense.ckpt`` prunes and fine-tunes a dense model you trained elsewhere.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -16,20 +21,37 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from spade_pl.batch import physics_of
+from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, synthetic_batch
 from spade_pl.checkpoints import load_network_weights, read_checkpoint
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError, require
+from spade_pl.io_utils import atomic_write_json, atomic_write_text
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
-from spade_pl.report import split_test_results, write_results
+from spade_pl.pruning.callback import SpadePruning
+from spade_pl.pruning.spade import PruneSettings, PruningResult, prune_network
+from spade_pl.report import pruning_markdown, split_test_results, write_results
 
 log = logging.getLogger(__name__)
-STAGES = ("spade", "pretrain", "test")
+STAGES = ("spade", "pretrain", "test", "prune", "benchmark")
+NO_TRAINING = OmegaConf.create({})
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, but our own input errors surface as themselves (one line), not wrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, SpadeInputError):
+            raise err.__cause__ from None
+        raise
 
 
 class Run:
@@ -40,26 +62,37 @@ class Run:
         self.cfg = cfg
         self.output_dir = Path(cfg.paths.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.datamodule: FastMRIDataModule = instantiate(cfg.data)
+        self.datamodule: FastMRIDataModule = build(cfg.data)
+        self.prune_settings = PruneSettings.from_config(cfg.prune)
 
     # ---- building blocks -------------------------------------------------------------------------
     def new_network(self) -> MBDLNetwork:
-        return instantiate(self.cfg.network.model)
+        return build(self.cfg.network.model)
 
-    def load_network(self, ckpt_path: str | Path) -> MBDLNetwork:
-        network = self.new_network()
-        return load_network_weights(network, read_checkpoint(ckpt_path), ckpt_path)
+    def load_network(self, ckpt_path: str | Path) -> tuple[MBDLNetwork, dict[str, Any] | None]:
+        """Network + its pruned structure (None if dense) from a checkpoint, with the safe loader."""
+        checkpoint = read_checkpoint(ckpt_path)
+        module = ReconModule(self.new_network(), objective=None, optimizer=None)
+        module.on_load_checkpoint(checkpoint)  # replays the pruned structure, if any
+        return load_network_weights(module.network, checkpoint, ckpt_path), module.pruning_structure
 
-    def new_module(self, network: MBDLNetwork, train_cfg: DictConfig, teacher: MBDLNetwork | None = None) -> ReconModule:
-        objective = instantiate(train_cfg.objective) if train_cfg.get("objective") else None
-        return ReconModule(
+    def new_module(
+        self,
+        network: MBDLNetwork,
+        train_cfg: DictConfig,
+        teacher: MBDLNetwork | None = None,
+        structure: dict[str, Any] | None = None,
+    ) -> ReconModule:
+        module = ReconModule(
             network=network,
-            objective=objective,
-            optimizer=instantiate(train_cfg.optimizer) if train_cfg.get("optimizer") else None,
-            scheduler=instantiate(train_cfg.scheduler) if train_cfg.get("scheduler") else None,
+            objective=build(train_cfg.objective) if train_cfg.get("objective") else None,
+            optimizer=build(train_cfg.optimizer) if train_cfg.get("optimizer") else None,
+            scheduler=build(train_cfg.scheduler) if train_cfg.get("scheduler") else None,
             metric_convention=self.cfg.problem.metric_convention,
             teacher=teacher,
         )
+        module.pruning_structure = structure
+        return module
 
     def loggers(self, stage: str) -> list[Logger]:
         """Fresh loggers for one stage: CSV/TensorBoard version = stage; W&B one run per stage, grouped."""
@@ -69,17 +102,17 @@ class Run:
                 continue
             is_wandb = lcfg._target_.endswith("WandbLogger")
             extra = {"name": f"{self.output_dir.name}-{stage}", "job_type": stage} if is_wandb else {"version": stage}
-            loggers.append(instantiate(lcfg, **extra))
+            loggers.append(build(lcfg, **extra))
         return loggers
 
-    def trainer(self, stage: str, max_epochs: int = 1) -> L.Trainer:
-        callbacks = []
+    def trainer(self, stage: str, max_epochs: int = 1, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
+        callbacks = list(extra_callbacks or [])
         for name, ccfg in (self.cfg.get("callbacks") or {}).items():
             if ccfg is None:
                 continue
             extra = {"dirpath": str(self.output_dir / "checkpoints" / stage)} if name == "model_checkpoint" else {}
-            callbacks.append(instantiate(ccfg, **extra))
-        return instantiate(self.cfg.trainer, max_epochs=max_epochs, callbacks=callbacks, logger=self.loggers(stage))
+            callbacks.append(build(ccfg, **extra))
+        return build(self.cfg.trainer, max_epochs=max_epochs, callbacks=callbacks, logger=self.loggers(stage))
 
     @staticmethod
     def close(trainer: L.Trainer) -> None:
@@ -87,11 +120,11 @@ class Run:
             if isinstance(logger, WandbLogger):
                 logger.experiment.finish()
 
-    def fit(self, stage: str, module: ReconModule, max_epochs: int, resume: str | None = None) -> Path:
+    def fit(self, stage: str, module: ReconModule, max_epochs: int, callbacks: list[Callback] | None = None) -> Path:
         """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model."""
         log.info("[%s] training for %d epoch(s), output in %s", stage, max_epochs, self.output_dir)
-        trainer = self.trainer(stage, max_epochs)
-        trainer.fit(module, datamodule=self.datamodule, ckpt_path=resume)
+        trainer = self.trainer(stage, max_epochs, callbacks)
+        trainer.fit(module, datamodule=self.datamodule, ckpt_path=self.cfg.resume_from)
         self.close(trainer)
         final = self.output_dir / "checkpoints" / stage / "final.ckpt"
         trainer.save_checkpoint(final)
@@ -101,14 +134,18 @@ class Run:
         log.info("[%s] done; selected checkpoint %s", stage, selected)
         return selected
 
-    def test(self, name: str, network: MBDLNetwork) -> dict[str, Any]:
-        """Evaluate ``network`` on the test split; returns ReconModule.test_results."""
+    def test(
+        self, name: str, network: MBDLNetwork, callbacks: list[Callback] | None = None, save_to: Path | None = None
+    ) -> ReconModule:
+        """Evaluate ``network`` on the test split (``module.test_results``); optionally save it afterwards."""
         log.info("[test] evaluating %s on the held-out test volumes", name)
-        module = self.new_module(network, OmegaConf.create({}))
-        trainer = self.trainer(f"test-{name}")
+        module = self.new_module(network, NO_TRAINING)
+        trainer = self.trainer(f"test-{name.replace(' ', '_')}", extra_callbacks=callbacks)
         trainer.test(module, datamodule=self.datamodule, verbose=False)
         self.close(trainer)
-        return module.test_results
+        if save_to is not None:
+            trainer.save_checkpoint(save_to)
+        return module
 
     # ---- the dense teacher -------------------------------------------------------------------------
     def teacher_key(self) -> str:
@@ -122,10 +159,10 @@ class Run:
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def dense_checkpoint(self) -> Path:
-        """The cached dense teacher for this config, trained (once) if missing and allowed."""
-        cached = Path(self.cfg.paths.cache_dir) / "teachers" / self.teacher_key() / "dense.ckpt"
+        """``ckpt_path`` if given, else the cached dense teacher for this config, trained once if allowed."""
         if self.cfg.ckpt_path:
             return Path(self.cfg.ckpt_path)
+        cached = Path(self.cfg.paths.cache_dir) / "teachers" / self.teacher_key() / "dense.ckpt"
         if cached.is_file():
             log.info("[teacher] reusing the cached dense model %s", cached)
             return cached
@@ -134,6 +171,7 @@ class Run:
                 f"no dense teacher for this config at {cached} and pretrain.train_if_missing=false; "
                 f"pass ckpt_path=/path/to/dense.ckpt or allow training"
             )
+        log.info("[teacher] no cached dense model for this config: training one (cached for later runs)")
         selected = self.pretrain()
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
@@ -142,31 +180,100 @@ class Run:
         OmegaConf.save(self.cfg, cached.parent / "config.yaml", resolve=False)
         return cached
 
+    def dense_network(self) -> MBDLNetwork:
+        network, structure = self.load_network(self.dense_checkpoint())
+        require(
+            structure is None, f"ckpt_path={self.cfg.ckpt_path} is already pruned; this stage needs the dense model"
+        )
+        return network
+
     # ---- stages ------------------------------------------------------------------------------------
     def pretrain(self) -> Path:
-        module = self.new_module(self.new_network(), self.cfg.pretrain)
-        resume = self.cfg.ckpt_path if self.cfg.stage == "pretrain" else None
-        return self.fit("pretrain", module, self.cfg.pretrain.max_epochs, resume=resume)
+        return self.fit(
+            "pretrain", self.new_module(self.new_network(), self.cfg.pretrain), self.cfg.pretrain.max_epochs
+        )
 
-    def report(self, models: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def prune_one_shot(self, dense: MBDLNetwork) -> tuple[ReconModule, PruningResult, Path]:
+        """Prune a copy of ``dense`` (the callback, on a real val batch), test it, save the pruned checkpoint."""
+        callback = SpadePruning(self.prune_settings)
+        path = self.output_dir / "checkpoints" / "prune" / "pruned.ckpt"
+        module = self.test("pruned (one-shot)", copy.deepcopy(dense), callbacks=[callback], save_to=path)
+        log.info("[prune] wrote the pruned checkpoint %s", path)
+        return module, callback.result, path
+
+    def finetune(self, pruned: ReconModule, teacher: MBDLNetwork) -> tuple[MBDLNetwork, Path]:
+        name = self.cfg.finetune.name
+        module = self.new_module(
+            copy.deepcopy(pruned.network), self.cfg.finetune, teacher=teacher, structure=pruned.pruning_structure
+        )
+        ckpt = self.fit(f"finetune-{name}", module, self.cfg.finetune.max_epochs)
+        return self.load_network(ckpt)[0], ckpt
+
+    def benchmark(self, dense: MBDLNetwork, pruned: MBDLNetwork) -> dict[str, Any]:
+        settings = BenchmarkSettings(**self.cfg.benchmark)
+        if settings.size is None:
+            self.datamodule.prepare_data()
+            self.datamodule.setup("test")
+            batch = next(iter(self.datamodule.test_dataloader()))
+        else:
+            batch = synthetic_batch(settings.size, settings.coils, dict(self.cfg.problem.mask))
+        log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
+        result = benchmark_pair(dense, pruned, batch, settings)
+        atomic_write_json(self.output_dir / "benchmark.json", result)
+        text = benchmark_markdown(result)
+        atomic_write_text(self.output_dir / "benchmark.md", text)
+        print("\n" + text, flush=True)
+        return result
+
+    def report(
+        self, tested: dict[str, ReconModule], extra: dict[str, Any] | None = None, extra_markdown: str = ""
+    ) -> dict[str, Any]:
         """Combine test results of several models (zero-filled taken from the first) and write them out."""
-        first = next(iter(models.values()))
-        zero, _ = split_test_results(first)
+        first = next(iter(tested.values())).test_results
         results: dict[str, Any] = {
             "stage": self.cfg.stage,
             "convention": first["convention"],
             "num_volumes": len(first["per_volume"]),
-            "models": {"zero-filled": zero, **{n: split_test_results(r)[1] for n, r in models.items()}},
+            "models": {
+                "zero-filled": split_test_results(first)[0],
+                **{n: split_test_results(m.test_results)[1] for n, m in tested.items()},
+            },
             **(extra or {}),
         }
-        text = write_results(self.output_dir, results)
+        text = write_results(self.output_dir, results, extra_markdown)
         print("\n" + text, flush=True)
         log.info("[report] wrote %s/results.{json,md,png}", self.output_dir)
         return results
 
 
+def run_spade(r: Run) -> dict[str, Any]:
+    """dense teacher -> one-shot prune -> fine-tune -> benchmark -> report."""
+    dense = r.dense_network()
+    tested = {"dense": r.test("dense", dense)}
+    extra: dict[str, Any] = {"dense_checkpoint": str(r.dense_checkpoint()), "prune": r.prune_settings.as_dict()}
+    markdown = ""
+    if r.prune_settings.ratio > 0:
+        pruned, pruning, pruned_path = r.prune_one_shot(dense)
+        extra["pruned_checkpoint"] = str(pruned_path)
+        tested["pruned (one-shot)"] = pruned
+        extra["pruning"] = pruning_summary(pruning)
+        markdown += "\n" + pruning_markdown(pruning.reports)
+        final = pruned.network
+        if r.cfg.finetune.get("objective"):
+            final, ckpt = r.finetune(pruned, teacher=dense)
+            extra["finetuned_checkpoint"] = str(ckpt)
+            tested[f"pruned + {r.cfg.finetune.name}"] = r.test(f"pruned + {r.cfg.finetune.name}", final)
+        extra["benchmark"] = r.benchmark(dense, final)
+        markdown += "\n" + benchmark_markdown(extra["benchmark"])
+    return r.report(tested, extra, markdown)
+
+
+def pruning_summary(result: PruningResult) -> dict[str, Any]:
+    return {name: vars(rep) for name, rep in result.reports.items()}
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run ``cfg.stage``; returns what it produced (checkpoint path and/or results)."""
+    """Run ``cfg.stage``; returns what it produced (checkpoint paths and/or results)."""
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     r = Run(cfg)
@@ -174,6 +281,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return {"checkpoint": str(r.pretrain())}
     if cfg.stage == "test":
         require(cfg.ckpt_path is not None, "stage=test needs ckpt_path=/path/to/model.ckpt")
-        return r.report({"model": r.test("model", r.load_network(cfg.ckpt_path))})
-    dense_ckpt = r.dense_checkpoint()
-    return r.report({"dense": r.test("dense", r.load_network(dense_ckpt))}, extra={"dense_checkpoint": str(dense_ckpt)})
+        return r.report({"model": r.test("model", r.load_network(cfg.ckpt_path)[0])})
+    if cfg.stage == "spade":
+        return run_spade(r)
+    require(
+        cfg.ckpt_path is not None or cfg.stage == "benchmark", f"stage={cfg.stage} needs ckpt_path=/path/to/dense.ckpt"
+    )
+    dense = r.dense_network() if cfg.ckpt_path else r.new_network()
+    if cfg.stage == "prune":
+        pruned, pruning, path = r.prune_one_shot(dense)
+        markdown = "\n" + pruning_markdown(pruning.reports)
+        return r.report(
+            {"dense": r.test("dense", dense), "pruned (one-shot)": pruned},
+            {"pruned_checkpoint": str(path), "pruning": pruning_summary(pruning)},
+            markdown,
+        )
+    # benchmark: prune a copy of the dense network on one real (or synthetic) batch, then time both
+    r.datamodule.prepare_data()
+    r.datamodule.setup("validate")
+    batch = next(iter(r.datamodule.val_dataloader()))
+    pruned = copy.deepcopy(dense)
+    prune_network(pruned, batch.masked_kspace, physics_of(batch), r.prune_settings)
+    return r.benchmark(dense, pruned)

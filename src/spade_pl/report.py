@@ -54,7 +54,7 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
 
     models = results["models"]
     fig, axes = plt.subplots(1, 2, figsize=(2 + 1.4 * len(models), 3.2))
-    for ax, metric in zip(axes, ("psnr", "ssim")):
+    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
         values = [m["mean"][metric] for m in models.values()]
         ax.bar(list(models), values, color="tab:blue")
         ax.set_title(f"{metric.upper()} ({results['convention']})")
@@ -63,6 +63,31 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
+
+
+def pruning_markdown(reports: dict[str, Any]) -> str:
+    """Per prior and in total: conv widths before -> after, parameters, MACs per prior call."""
+    lines = [
+        "Pruning (per prior; MACs per call of that prior)",
+        "",
+        "| prior | widths | params | MACs per call |",
+        "|---|---|---:|---:|",
+    ]
+    for name, r in reports.items():
+        widths = f"{'/'.join(map(str, r.widths_before))} → {'/'.join(map(str, r.widths_after))}"
+        lines.append(
+            f"| {name} | {widths} | {r.params_before:,} → {r.params_after:,} | {r.macs_before:,} → {r.macs_after:,} |"
+        )
+    totals = [
+        sum(getattr(r, k) for r in reports.values())
+        for k in ("params_before", "params_after", "macs_before", "macs_after")
+    ]
+    if reports:
+        lines.append(
+            f"| total | | {totals[0]:,} → {totals[1]:,} ({totals[1] / totals[0]:.1%}) "
+            f"| {totals[2]:,} → {totals[3]:,} ({totals[3] / totals[2]:.1%}) |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def write_results(output_dir: Path, results: dict[str, Any], extra_markdown: str = "") -> str:

@@ -59,7 +59,9 @@ class FastMRIDataModule(L.LightningDataModule):
     ):
         super().__init__()
         require(int(batch_size) >= 1, f"data.batch_size={batch_size} is invalid; allowed: integers >= 1")
-        require(root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files")
+        require(
+            root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files"
+        )
         self.root = Path(root) if root is not None else builder.root
         self.mask_cfg = dict(mask)
         build_mask_func(**self.mask_cfg)  # validate early, before any work
@@ -69,7 +71,8 @@ class FastMRIDataModule(L.LightningDataModule):
         self.split_file = split_file
         require(
             len(split_fractions) == 3 and all(f >= 0 for f in split_fractions) and sum(split_fractions) > 0,
-            f"data.split_fractions={list(split_fractions)} is invalid; give three non-negative train/val/test fractions",
+            f"data.split_fractions={list(split_fractions)} is invalid; allowed: three non-negative fractions "
+            f"(train, val, test) with a positive sum",
         )
         self.split_fractions = [float(f) / sum(split_fractions) for f in split_fractions]
         self.builder = builder

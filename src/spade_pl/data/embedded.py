@@ -85,9 +85,7 @@ def load_anatomy(size: int, first: int, last: int) -> np.ndarray:
     return (resized / resized.max()).numpy()
 
 
-def simulate_volume(
-    images: np.ndarray, maps: np.ndarray, rng: np.random.Generator, noise_std: float
-) -> np.ndarray:
+def simulate_volume(images: np.ndarray, maps: np.ndarray, rng: np.random.Generator, noise_std: float) -> np.ndarray:
     """Magnitude slices -> complex image with smooth phase -> coil images -> centred FFT (+ noise)."""
     size = images.shape[-1]
     complex_images = images * np.exp(1j * smooth_phase(size, rng))
@@ -130,7 +128,8 @@ def build_embedded_mri(cache_dir: str | Path, config: EmbeddedMRIConfig | None =
     if empty:
         shutil.rmtree(staging, ignore_errors=True)
         raise SpadeInputError(
-            f"embedded data config gives no volume to split(s) {empty}: slices {config.first_slice}..{config.last_slice} "
+            f"embedded data config gives no volume to split(s) {empty}: slices "
+            f"{config.first_slice}..{config.last_slice} "
             f"make too few slabs of {config.slab_slices}+{config.gap_slices} for the pattern {config.split_pattern}"
         )
     (staging / "manifest.json").write_text(json.dumps({"config": asdict(config), "splits": manifest}, indent=2))

@@ -33,7 +33,9 @@ class E2EVarNet(MBDLNetwork):
 
     needs_maps = False
 
-    def __init__(self, num_cascades: int = 8, chans: int = 18, pools: int = 4, sens_chans: int = 8, sens_pools: int = 4):
+    def __init__(
+        self, num_cascades: int = 8, chans: int = 18, pools: int = 4, sens_chans: int = 8, sens_pools: int = 4
+    ):
         super().__init__()
         self.varnet = VarNet(
             num_cascades=num_cascades, sens_chans=sens_chans, sens_pools=sens_pools, chans=chans, pools=pools

@@ -35,9 +35,7 @@ def build_mask_func(
     mask_type: str, accelerations: Sequence[int], center_fractions: Sequence[float], seed: int | None = None
 ) -> MaskFunc:
     """Validate the mask settings and build the mask function (one acceleration/centre pair per entry)."""
-    require(
-        mask_type in MASK_TYPES, f"mask type {mask_type!r} is unknown; allowed: {', '.join(sorted(MASK_TYPES))}"
-    )
+    require(mask_type in MASK_TYPES, f"mask type {mask_type!r} is unknown; allowed: {', '.join(sorted(MASK_TYPES))}")
     accelerations, center_fractions = list(accelerations), list(center_fractions)
     require(len(accelerations) > 0, "mask.accelerations is empty; give at least one acceleration >= 1")
     require(

@@ -1,0 +1,208 @@
+"""Dense vs pruned test-time benchmark: same inputs, same process, warm-up, repetitions, medians.
+
+Reports, for the whole MBDL forward and for the priors alone: median time, parameters and MACs, the
+measured speed-up ``t_dense / t_pruned``, the MAC bound of the whole forward (``MACs_dense / MACs_pruned``,
+counting the conv/norm layers of every prior and of unpruned parts such as the sensitivity net; FFTs and
+data-consistency arithmetic add no MACs to that count) and measured/bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from spade_pl.data.embedded import birdcage_maps, load_anatomy, simulate_volume
+from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
+from spade_pl.data.transform import MRISample, MRISliceTransform
+from spade_pl.errors import require
+from spade_pl.models.base import MBDLNetwork
+from spade_pl.physics.masks import build_mask_func
+from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    repeats: int = 20
+    warmup: int = 3
+    threads: int = 2
+    device: str = "auto"
+    size: int | None = None  # None: the first test slice of the data; else a synthetic size x size slice
+    coils: int = 16
+
+    def __post_init__(self) -> None:
+        require(self.repeats >= 1, f"benchmark.repeats={self.repeats} is invalid; allowed: >= 1")
+        require(self.warmup >= 0, f"benchmark.warmup={self.warmup} is invalid; allowed: >= 0")
+        require(self.threads >= 1, f"benchmark.threads={self.threads} is invalid; allowed: >= 1")
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def synthetic_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISample:
+    """One realistic slice (MNI152 anatomy, birdcage coils, smooth phase) of ``size``² with ``coils`` coils."""
+    rng = np.random.default_rng(seed)
+    image = load_anatomy(size, 95, 96)
+    maps = birdcage_maps(coils, size)
+    kspace = simulate_volume(image, maps, rng, noise_std=0.0)[0].astype(np.complex64)
+    attrs = {"padding_left": 0, "padding_right": size, "recon_size": (size, size), SENS_MAPS_KEY: {0: maps}}
+    sample = MRISliceTransform(build_mask_func(**mask), use_seed=True)(kspace, None, None, attrs, "synthetic", 0)
+    return default_collate([sample])
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
+    """Seconds for one call: CUDA events + synchronisation on GPU, perf_counter on CPU."""
+    if device.type == "cuda":
+
+        def cuda_time(fn: Callable[[], Any]) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            return start.elapsed_time(end) / 1000
+
+        return cuda_time
+
+    def cpu_time(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return cpu_time
+
+
+def _interleaved_medians(calls: dict[str, Callable[[], Any]], settings: BenchmarkSettings, device) -> dict[str, float]:
+    """Median seconds per call; the candidates alternate every repetition so drift hits them alike."""
+    timer = _timer(device)
+    for _ in range(settings.warmup):
+        for fn in calls.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(settings.repeats):
+        for name, fn in calls.items():
+            samples[name].append(timer(fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _profile(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> dict[str, Any]:
+    priors = network.priors()
+    inputs = capture_prior_inputs(network, y, physics, list(priors))
+    stats = getattr(network, "solver_stats", None)
+    return {
+        "params": count_params(network),
+        "prior_params": sum(count_params(p) for p in priors.values()),
+        "macs_forward": count_macs(network, (y, physics)),
+        "macs_per_prior_call": {name: count_macs(priors[name], x) for name, x in inputs.items()},
+        "inputs": inputs,
+        "solver": dict(stats) if stats else None,
+    }
+
+
+def benchmark_pair(
+    dense: MBDLNetwork, pruned: MBDLNetwork, batch: MRISample, settings: BenchmarkSettings
+) -> dict[str, Any]:
+    """Time and count ``dense`` against ``pruned`` on ``batch``; return a JSON-ready dict."""
+    device = settings.torch_device()
+    torch.set_num_threads(settings.threads)
+    batch = MRISample(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
+    physics = MultiCoilMRI(
+        mask=batch.mask, maps=batch.maps if batch.maps.numel() else None, num_low_frequencies=batch.num_low_frequencies
+    )
+    y = batch.masked_kspace
+    nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
+    with torch.no_grad():
+        profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
+        forward = _interleaved_medians(
+            {n: (lambda net=net: net(y, physics)) for n, net in nets.items()}, settings, device
+        )
+
+        def run_priors(name: str) -> None:
+            priors = nets[name].priors()
+            for prior_name, x in profiles[name]["inputs"].items():
+                priors[prior_name](x)
+
+        prior_time = _interleaved_medians({n: (lambda n=n: run_priors(n)) for n in nets}, settings, device)
+    result: dict[str, Any] = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": settings.threads,
+        "repeats": settings.repeats,
+        "warmup": settings.warmup,
+        "input_shape": list(y.shape),
+    }
+    for name in nets:
+        prof = profiles[name]
+        result[name] = {
+            "forward_ms": forward[name] * 1000,
+            "priors_ms": prior_time[name] * 1000,
+            "params": prof["params"],
+            "prior_params": prof["prior_params"],
+            "macs_forward": prof["macs_forward"],
+            "macs_per_prior_call": prof["macs_per_prior_call"],
+            "solver": prof["solver"],
+        }
+    result["speedup_forward"] = forward["dense"] / forward["pruned"]
+    result["speedup_priors"] = prior_time["dense"] / prior_time["pruned"]
+    result["mac_bound_forward"] = profiles["dense"]["macs_forward"] / profiles["pruned"]["macs_forward"]
+    result["measured_over_bound"] = result["speedup_forward"] / result["mac_bound_forward"]
+    return result
+
+
+def benchmark_markdown(result: dict[str, Any]) -> str:
+    d, p = result["dense"], result["pruned"]
+    rows = [
+        (
+            "whole forward, median ms",
+            f"{d['forward_ms']:.1f}",
+            f"{p['forward_ms']:.1f}",
+            f"{result['speedup_forward']:.2f}x",
+        ),
+        (
+            "priors only, median ms",
+            f"{d['priors_ms']:.1f}",
+            f"{p['priors_ms']:.1f}",
+            f"{result['speedup_priors']:.2f}x",
+        ),
+        ("parameters (network)", f"{d['params']:,}", f"{p['params']:,}", f"{p['params'] / d['params']:.1%}"),
+        (
+            "parameters (priors)",
+            f"{d['prior_params']:,}",
+            f"{p['prior_params']:,}",
+            f"{p['prior_params'] / d['prior_params']:.1%}",
+        ),
+        (
+            "MACs, whole forward",
+            f"{d['macs_forward']:,}",
+            f"{p['macs_forward']:,}",
+            f"bound {result['mac_bound_forward']:.2f}x",
+        ),
+    ]
+    for name in d["macs_per_prior_call"]:
+        a, b = d["macs_per_prior_call"][name], p["macs_per_prior_call"][name]
+        rows.append((f"MACs per call, {name}", f"{a:,}", f"{b:,}", f"{a / b:.2f}x"))
+    if d["solver"]:
+        rows.append(("solver iterations", f"{d['solver'].get('iterations')}", f"{p['solver'].get('iterations')}", ""))
+    lines = [
+        f"Benchmark on {result['device']} ({result['threads']} threads), input {result['input_shape']}, "
+        f"{result['warmup']} warm-up + {result['repeats']} repetitions, medians, dense and pruned interleaved",
+        "",
+        "| | dense | pruned | pruned vs dense |",
+        "|---|---:|---:|---:|",
+        *[f"| {a} | {b} | {c} | {e} |" for a, b, c, e in rows],
+        "",
+        f"Measured whole-forward speed-up {result['speedup_forward']:.2f}x = "
+        f"{result['measured_over_bound']:.0%} of the MAC bound {result['mac_bound_forward']:.2f}x.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""SPADE pruning: remove whole channels from every dependency group of each CNN prior.
+
+Each prior is traced on its own by torch-pruning's DependencyGraph with the real input it received in
+one forward pass of the whole MBDL network (tracing a whole E2E-VarNet fails in torch-pruning, and the
+physics must never be traced). Importance is the group L1 norm: per channel, the sum over the group's
+layers of the L1 norm of that channel's weight slice, biases excluded. ``ratio`` is removed from every
+group (local, uniform pruning: each group keeps ``floor(C (1 - ratio))`` channels). The prior's input
+channels and its output layer (channels fixed by the physics) are never pruned, nor are the network's
+scalars. The pruned structure is kept as torch-pruning's pruning history (plain lists), which
+:func:`replay_structure` re-applies to a freshly built dense network, so checkpoints load with the safe
+``weights_only=True`` loader.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import Tensor, nn
+
+from spade_pl.errors import SpadeInputError, require
+from spade_pl.models.base import MBDLNetwork
+from spade_pl.physics.mri import MultiCoilMRI
+
+IMPORTANCES = ("l1", "l2", "random")
+SENSITIVITY_PRIOR = "sens"
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """The ``prune`` config group, validated."""
+
+    ratio: float = 0.5
+    importance: str = "l1"
+    global_pruning: bool = False
+    round_to: int | None = None
+    iterative_steps: int = 1
+    priors: list[str] | None = None  # None: every prior of the network (see include_sensitivity_net)
+    include_sensitivity_net: bool = False
+
+    def __post_init__(self) -> None:
+        require(
+            isinstance(self.ratio, int | float) and 0 <= self.ratio < 1,
+            f"prune.ratio={self.ratio} is invalid; allowed: 0 <= ratio < 1 (the fraction of channels removed)",
+        )
+        require(
+            self.importance in IMPORTANCES,
+            f"prune.importance={self.importance!r} is unknown; allowed: {', '.join(IMPORTANCES)}",
+        )
+        require(
+            int(self.iterative_steps) >= 1, f"prune.iterative_steps={self.iterative_steps} is invalid; allowed: >= 1"
+        )
+        require(
+            self.round_to is None or int(self.round_to) >= 1,
+            f"prune.round_to={self.round_to} is invalid; allowed: null or an integer >= 1",
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> PruneSettings:
+        values = dict(cfg)
+        if values.get("priors") is not None:
+            values["priors"] = list(values["priors"])
+        return cls(**values)
+
+    def prior_names(self, network: MBDLNetwork) -> list[str]:
+        """The priors these settings prune on ``network`` (unknown names are an input error)."""
+        if self.priors is not None:
+            return list(network.select_priors(list(self.priors)))
+        return [n for n in network.priors() if n != SENSITIVITY_PRIOR or self.include_sensitivity_net]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PriorReport:
+    """What pruning did to one prior."""
+
+    widths_before: list[int]
+    widths_after: list[int]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+
+@dataclass
+class PruningResult:
+    structure: dict[str, Any]
+    reports: dict[str, PriorReport] = field(default_factory=dict)
+
+
+def _importance(name: str) -> tp.importance.Importance:
+    if name == "random":
+        return tp.importance.RandomImportance()
+    return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2, group_reduction="sum", normalizer=None)
+
+
+def conv_widths(module: nn.Module, exclude: list[nn.Module]) -> list[int]:
+    """Distinct output widths of the prunable conv layers, ascending (e.g. a U-Net's 18/36/72/144/288)."""
+    skip = {id(m) for m in exclude}
+    widths = {
+        m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d) and id(m) not in skip
+    }
+    return sorted(widths)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_macs(module: nn.Module, example: Any) -> int:
+    """Multiply-accumulates of one call (torch-pruning's counter: conv/linear/norm layers)."""
+    macs, _ = tp.utils.count_ops_and_params(module, example)
+    return int(macs)
+
+
+def capture_prior_inputs(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, names: list[str]) -> dict[str, Tensor]:
+    """The input each named prior receives in one forward pass of the whole network (first call of each)."""
+    priors = network.priors()
+    captured: dict[str, Tensor] = {}
+    hooks = [
+        priors[name].register_forward_pre_hook(
+            lambda _m, args, name=name: captured.setdefault(name, args[0].detach().clone())
+        )
+        for name in names
+    ]
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(y, physics)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        network.train(was_training)
+    return captured
+
+
+def _check_channels_survive(name: str, prior: nn.Module, ratio: float, output_layers: list[nn.Module]) -> None:
+    skip = {id(m) for m in output_layers}
+    for layer_name, layer in prior.named_modules():
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) and id(layer) not in skip:
+            kept = math.floor(layer.out_channels * (1 - ratio))
+            if kept < 1:
+                raise SpadeInputError(
+                    f"prune.ratio={ratio} would leave 0 of {layer.out_channels} channels in {name}.{layer_name}; "
+                    f"allowed here: ratio < {1 - 1 / layer.out_channels:.4g}"
+                )
+
+
+def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settings: PruneSettings) -> PruningResult:
+    """Prune ``network``'s priors in place; return the replayable structure and a per-prior report."""
+    names = settings.prior_names(network)
+    structure: dict[str, Any] = {"settings": settings.as_dict(), "priors": {}}
+    result = PruningResult(structure=structure)
+    if settings.ratio == 0 or not names:
+        return result
+    inputs = capture_prior_inputs(network, y, physics, names)
+    priors, output_layers = network.priors(), network.prior_output_layers()
+    for name in names:
+        _check_channels_survive(name, priors[name], settings.ratio, output_layers[name])
+    for name in names:
+        prior, example, fixed = priors[name], inputs[name], output_layers[name]
+        before = (conv_widths(prior, fixed), count_params(prior), count_macs(prior, example))
+        was_training = prior.training
+        pruner = tp.pruner.BasePruner(
+            prior,
+            example,
+            importance=_importance(settings.importance),
+            pruning_ratio=settings.ratio,
+            global_pruning=settings.global_pruning,
+            round_to=settings.round_to,
+            iterative_steps=settings.iterative_steps,
+            ignored_layers=fixed,
+        )
+        for _ in range(settings.iterative_steps):
+            pruner.step()
+        prior.train(was_training)  # building a pruner leaves the module in eval mode
+        structure["priors"][name] = {
+            "input_shape": list(example.shape),
+            "history": [[layer, bool(out), [int(i) for i in idxs]] for layer, out, idxs in pruner.pruning_history()],
+        }
+        result.reports[name] = PriorReport(
+            widths_before=before[0],
+            widths_after=conv_widths(prior, fixed),
+            params_before=before[1],
+            params_after=count_params(prior),
+            macs_before=before[2],
+            macs_after=count_macs(prior, example),
+        )
+    return result
+
+
+def replay_structure(network: MBDLNetwork, structure: dict[str, Any]) -> MBDLNetwork:
+    """Re-apply a stored pruning structure to a freshly built (dense) ``network``, in place."""
+    priors = network.priors()
+    unknown = [n for n in structure.get("priors", {}) if n not in priors]
+    require(not unknown, f"pruned structure names prior(s) {unknown} that this network does not have ({list(priors)})")
+    for name, entry in structure["priors"].items():
+        prior = priors[name]
+        was_training = prior.training
+        graph = tp.DependencyGraph().build_dependency(prior, example_inputs=torch.zeros(entry["input_shape"]))
+        try:
+            graph.load_pruning_history([(layer, out, idxs) for layer, out, idxs in entry["history"]])
+        except (KeyError, IndexError, RuntimeError) as err:
+            raise SpadeInputError(
+                f"the checkpoint's pruned structure for prior {name!r} does not fit the configured network ({err})"
+            ) from None
+        prior.train(was_training)
+    return network

@@ -1,0 +1,36 @@
+import torch
+
+from spade_pl.data.transform import MRISample
+from spade_pl.models import E2EVarNet
+from spade_pl.physics.mri import MultiCoilMRI
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_paper_e2e_varnet_has_the_reference_parameter_count():
+    net = E2EVarNet(num_cascades=8, chans=18, pools=4, sens_chans=8, sens_pools=4)
+    assert _count(net) == 20_119_610
+    assert _count(net.varnet.sens_net) == 484_898
+    assert _count(net.varnet.cascades[0]) == 2_454_339
+
+
+def test_priors_are_addressable_by_name():
+    net = E2EVarNet(num_cascades=3, chans=4, pools=2, sens_chans=2, sens_pools=2)
+    priors = net.priors()
+    assert list(priors) == ["cascade0", "cascade1", "cascade2", "sens"]
+    assert priors["cascade1"] is net.varnet.cascades[1].model.unet
+    out_layers = net.prior_output_layers()
+    assert all(layer[0].out_channels == 2 for layer in out_layers.values())
+
+
+def test_forward_returns_a_complex_image_per_slice():
+    net = E2EVarNet(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2)
+    y = torch.randn(2, 4, 32, 32, 2)
+    mask = torch.zeros(2, 1, 1, 32, 1, dtype=torch.bool)
+    mask[..., ::3, :] = True
+    mask[..., 14:18, :] = True
+    x = net(y * mask, MultiCoilMRI(mask=mask, num_low_frequencies=torch.tensor([4, 4])))
+    assert x.shape == (2, 32, 32, 2) and torch.isfinite(x).all()
+    assert MRISample._fields[0] == "masked_kspace"
