@@ -34,7 +34,6 @@ def _tiny(seed=0) -> E2EVarNet:
     return E2EVarNet(num_cascades=2, chans=6, pools=2, sens_chans=4, sens_pools=2)
 
 
-@pytest.mark.slow
 def test_paper_varnet_semantics_at_half():
     net = E2EVarNet(num_cascades=8, chans=18, pools=4, sens_chans=8, sens_pools=4)
     sens_before = copy.deepcopy(net.varnet.sens_net.state_dict())

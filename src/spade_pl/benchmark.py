@@ -1,14 +1,21 @@
 """Dense vs pruned test-time benchmark: same inputs, same process, warm-up, repetitions, medians.
 
 Reports, for the whole MBDL forward and for the priors alone: median time, parameters and MACs, the
-measured speed-up ``t_dense / t_pruned``, the MAC bound of the whole forward (``MACs_dense / MACs_pruned``,
-counting the conv/norm layers of every prior and of unpruned parts such as the sensitivity net; FFTs and
-data-consistency arithmetic add no MACs to that count) and measured/bound.
+measured speed-up ``t_dense / t_pruned``, the MAC bound of the whole forward (``MACs_dense / MACs_pruned``)
+and measured/bound. Whole-forward MACs = the layers of every module (priors and unpruned parts such as the
+sensitivity net, torch-pruning's counter) + the FFTs of the physics (5 N log2 N flops per transform = 2.5 N
+log2 N MACs); the elementwise data-consistency arithmetic is not counted.
+
+On CPU, glibc's malloc hands every large buffer back to the OS after use, so each forward pays millions of
+page faults (measured here: a third of the dense forward). ``keep_allocations`` tells malloc to keep its
+memory (what jemalloc/tcmalloc deployments do); it applies to the whole process, dense and pruned alike.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -19,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import default_collate
+from torch.utils.flop_counter import FlopCounterMode
 
 from spade_pl.data.embedded import birdcage_maps, load_anatomy, simulate_volume
 from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
@@ -38,6 +46,7 @@ class BenchmarkSettings:
     device: str = "auto"
     size: int | None = None  # None: the first test slice of the data; else a synthetic size x size slice
     coils: int = 16
+    keep_allocations: bool = True
 
     def __post_init__(self) -> None:
         require(self.repeats >= 1, f"benchmark.repeats={self.repeats} is invalid; allowed: >= 1")
@@ -59,6 +68,33 @@ def synthetic_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISamp
     attrs = {"padding_left": 0, "padding_right": size, "recon_size": (size, size), SENS_MAPS_KEY: {0: maps}}
     sample = MRISliceTransform(build_mask_func(**mask), use_seed=True)(kspace, None, None, attrs, "synthetic", 0)
     return default_collate([sample])
+
+
+def keep_malloc_allocations() -> bool:
+    """Ask glibc malloc never to return memory to the OS (no mmap, no trimming); False where not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+    return all(
+        libc.mallopt(opt, val) == 1 for opt, val in ((m_mmap_max, 0), (m_trim_threshold, 1 << 30), (m_top_pad, 1 << 30))
+    )
+
+
+def _fft_flops(x_shape, dim, *_args, out_shape=None, **_kwargs) -> int:
+    n = math.prod(x_shape[d] for d in dim)
+    return int(5 * (math.prod(x_shape) // n) * n * math.log2(max(n, 2)))
+
+
+def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> int:
+    """MACs of one whole forward: every module's layers (torch-pruning) + the FFTs (FlopCounterMode)."""
+    ffts = (torch.ops.aten._fft_c2c, torch.ops.aten._fft_r2c, torch.ops.aten._fft_c2r)
+    counter = FlopCounterMode(display=False, custom_mapping={op: _fft_flops for op in ffts})
+    with counter:
+        network(y, physics)
+    fft_flops = sum(n for op, n in counter.get_flop_counts()["Global"].items() if op in ffts)
+    return count_macs(network, (y, physics)) * y.shape[0] + fft_flops // 2
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
@@ -104,8 +140,8 @@ def _profile(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> dict[str
     return {
         "params": count_params(network),
         "prior_params": sum(count_params(p) for p in priors.values()),
-        "macs_forward": count_macs(network, (y, physics)),
-        "macs_per_prior_call": {name: count_macs(priors[name], x) for name, x in inputs.items()},
+        "macs_forward": count_forward_macs(network, y, physics),
+        "macs_per_prior_call": {name: count_macs(priors[name], x) * x.shape[0] for name, x in inputs.items()},
         "inputs": inputs,
         "solver": dict(stats) if stats else None,
     }
@@ -117,6 +153,7 @@ def benchmark_pair(
     """Time and count ``dense`` against ``pruned`` on ``batch``; return a JSON-ready dict."""
     device = settings.torch_device()
     torch.set_num_threads(settings.threads)
+    kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
     batch = MRISample(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
     physics = MultiCoilMRI(
         mask=batch.mask, maps=batch.maps if batch.maps.numel() else None, num_low_frequencies=batch.num_low_frequencies
@@ -138,6 +175,7 @@ def benchmark_pair(
     result: dict[str, Any] = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": settings.threads,
+        "malloc_keeps_allocations": kept,
         "repeats": settings.repeats,
         "warmup": settings.warmup,
         "input_shape": list(y.shape),

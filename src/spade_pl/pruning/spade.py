@@ -113,7 +113,7 @@ def count_params(module: nn.Module) -> int:
 
 
 def count_macs(module: nn.Module, example: Any) -> int:
-    """Multiply-accumulates of one call (torch-pruning's counter: conv/linear/norm layers)."""
+    """Multiply-accumulates per batch element of one call (torch-pruning's counter: conv/linear/norm layers)."""
     macs, _ = tp.utils.count_ops_and_params(module, example)
     return int(macs)
 
@@ -165,7 +165,7 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
         _check_channels_survive(name, priors[name], settings.ratio, output_layers[name])
     for name in names:
         prior, example, fixed = priors[name], inputs[name], output_layers[name]
-        before = (conv_widths(prior, fixed), count_params(prior), count_macs(prior, example))
+        before = (conv_widths(prior, fixed), count_params(prior), count_macs(prior, example) * len(example))
         was_training = prior.training
         pruner = tp.pruner.BasePruner(
             prior,
@@ -190,7 +190,7 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
             params_before=before[1],
             params_after=count_params(prior),
             macs_before=before[2],
-            macs_after=count_macs(prior, example),
+            macs_after=count_macs(prior, example) * len(example),
         )
     return result
 

@@ -1,0 +1,99 @@
+"""The main job: teacher reuse, ground-truth-free fine-tuning and selection, non-finite losses, bad input."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from spade_pl.data.datamodule import FastMRIDataModule
+from spade_pl.errors import SpadeInputError
+from spade_pl.module import NonFiniteLossError
+from spade_pl.pipeline import run
+
+
+@pytest.fixture
+def poisoned_ground_truth(monkeypatch):
+    """Every train and val target is NaN: only the test split (the final report) keeps its ground truth."""
+    original = FastMRIDataModule._dataset
+
+    def poisoned(self, split):
+        dataset = original(self, split)
+        if split in ("train", "val") and not getattr(dataset.transform, "poisoned", False):
+            inner = dataset.transform
+
+            def transform(*args):
+                sample = inner(*args)
+                return sample._replace(target=torch.full_like(sample.target, float("nan")))
+
+            transform.poisoned = True
+            dataset.transform = transform
+        return dataset
+
+    monkeypatch.setattr(FastMRIDataModule, "_dataset", poisoned)
+
+
+@pytest.fixture
+def dense_ckpt(make_cfg):
+    return run(make_cfg("stage=pretrain", "debug=limit"))["checkpoint"]
+
+
+@pytest.mark.parametrize("strategy", ["distill", "selfsup"])
+def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
+    make_cfg, dense_ckpt, poisoned_ground_truth, strategy
+):
+    out = run(
+        make_cfg(
+            f"finetune={strategy}",
+            f"ckpt_path={dense_ckpt}",
+            "debug=limit",
+            "finetune.max_epochs=2",
+            "benchmark.repeats=1",
+            "benchmark.warmup=0",
+        )
+    )
+    tuned = out["models"][f"pruned + {strategy}"]["mean"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in tuned.values())
+    assert Path(out["finetuned_checkpoint"]).name == "best.ckpt"  # selected by the finite, GT-free val/loss
+
+
+def test_supervised_reads_ground_truth_so_poisoned_data_stops_it_with_a_clear_error(
+    make_cfg, dense_ckpt, poisoned_ground_truth, tmp_path
+):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at step 0 \(epoch 0\)"):
+        run(make_cfg("finetune=supervised", f"ckpt_path={dense_ckpt}", "debug=limit"))
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(make_cfg, monkeypatch, tmp_path):
+    from spade_pl.finetune.supervised import Supervised
+
+    calls = {"n": 0}
+    original = Supervised.forward
+
+    def nan_after_first_epoch(self, batch, student, teacher=None):
+        loss, logs = original(self, batch, student, teacher)
+        calls["n"] += 1 if student.training else 0
+        return (loss * float("nan") if calls["n"] > 3 else loss), logs
+
+    monkeypatch.setattr(Supervised, "forward", nan_after_first_epoch)
+    with pytest.raises(NonFiniteLossError, match="the last good checkpoint is kept"):
+        run(make_cfg("stage=pretrain", "debug=limit", "pretrain.max_epochs=3"))
+    last = tmp_path / "run" / "checkpoints" / "pretrain" / "last.ckpt"
+    assert last.is_file()
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # written after the good epoch
+
+
+def test_teacher_is_trained_once_and_reused_across_a_sweep(make_cfg, tmp_path):
+    # a seed no other test uses: the session-wide cache has no teacher for this config yet
+    common = ("debug=limit", "finetune=none", "benchmark.repeats=1", "benchmark.warmup=0", "seed=777")
+    first = run(make_cfg("prune.ratio=0.5", *common))
+    assert (tmp_path / "run" / "checkpoints" / "pretrain").is_dir()  # trained here
+    (tmp_path / "run").rename(tmp_path / "run_first")
+    second = run(make_cfg("prune.ratio=0.25", *common))
+    assert second["dense_checkpoint"] == first["dense_checkpoint"]
+    assert not (tmp_path / "run" / "checkpoints" / "pretrain").exists()  # reused, not retrained
+    assert second["models"]["dense"] == first["models"]["dense"]
+
+
+def test_no_teacher_and_training_disabled_is_refused(make_cfg):
+    with pytest.raises(SpadeInputError, match="no dense teacher for this config .* pretrain.train_if_missing=false"):
+        run(make_cfg("finetune=distill", "pretrain.train_if_missing=false", "debug=fdr", "seed=12345"))
