@@ -127,7 +127,7 @@ def test_rotations():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     assert torch.equal(rotate(x, 90), torch.rot90(x, 1, (-2, -1)))
     assert torch.equal(rotate(rotate(x, 90), 270), x)
-    smooth = torch.exp(-torch.linspace(-2, 2, 33)[:, None] ** 2 - torch.linspace(-2, 2, 33)[None] ** 2)[None, None]
+    smooth = torch.exp(-(torch.linspace(-2, 2, 33)[:, None] ** 2) - torch.linspace(-2, 2, 33)[None] ** 2)[None, None]
     back = rotate(rotate(smooth, 30), -30)
     assert (back - smooth)[..., 8:-8, 8:-8].abs().max() < 0.02  # interpolation error only
     image = torch.randn(2, 8, 8, 2)

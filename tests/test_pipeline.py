@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -171,3 +172,28 @@ def test_full_spade_job_tiny(make_cfg, tmp_path):
     assert bench["mac_bound_forward"] > 1
     md = (tmp_path / "run" / "results.md").read_text()
     assert "Measured whole-forward speed-up" in md and "| pruned + distill |" in md
+
+
+def _options(group: str) -> list[str]:
+    from spade_pl.__main__ import config_dir
+
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        f"{g}={o}"
+        for g in ("network", "finetune", "logger", "trainer", "data", "debug", "experiment")
+        for o in _options(g)
+    ],
+)
+def test_every_config_option_composes_and_builds(make_cfg, override):
+    from hydra.utils import instantiate
+
+    extra = ["data.root=/tmp"] if override in ("data=fastmri", "experiment=paper_e2e_varnet") else []
+    cfg = make_cfg(override, *extra, tiny=False)
+    network = instantiate(cfg.network.model)
+    assert sum(p.numel() for p in network.parameters()) > 0
+    if cfg.finetune.get("objective"):
+        assert instantiate(cfg.finetune.objective) is not None

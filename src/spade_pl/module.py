@@ -103,11 +103,19 @@ class ReconModule(L.LightningModule):
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.fname))
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(batch.fname))
+        self._log_solver("train")
         return loss
+
+    def _log_solver(self, split: str) -> None:
+        """Iterative networks (DEQ) expose their last solve; its cost and convergence go to the logger."""
+        stats = getattr(self.network, "solver_stats", None)
+        if stats:
+            self.log_dict({f"{split}/solver_{k}": float(v) for k, v in stats.items()}, batch_size=1)
 
     def validation_step(self, batch: MRISample, batch_idx: int) -> None:
         loss, _ = self.objective(batch, self.network, self.teacher)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname))
+        self._log_solver("val")
         if not self.objective.uses_ground_truth:
             return  # ground-truth-free strategies never see the target, not even for monitoring
         prediction = magnitude(self(batch), batch.target)
@@ -122,6 +130,7 @@ class ReconModule(L.LightningModule):
 
     def test_step(self, batch: MRISample, batch_idx: int) -> None:
         prediction = magnitude(self(batch), batch.target)
+        self._log_solver("test")
         baseline = zero_filled(batch)
         for i, fname in enumerate(batch.fname):
             arrays = (t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))

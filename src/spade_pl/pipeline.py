@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
 import logging
@@ -163,28 +164,29 @@ class Run:
         if self.cfg.ckpt_path:
             return Path(self.cfg.ckpt_path)
         cached = Path(self.cfg.paths.cache_dir) / "teachers" / self.teacher_key() / "dense.ckpt"
-        if cached.is_file():
-            log.info("[teacher] reusing the cached dense model %s", cached)
-            return cached
-        if not self.cfg.pretrain.train_if_missing:
-            raise SpadeInputError(
-                f"no dense teacher for this config at {cached} and pretrain.train_if_missing=false; "
-                f"pass ckpt_path=/path/to/dense.ckpt or allow training"
-            )
-        log.info("[teacher] no cached dense model for this config: training one (cached for later runs)")
-        selected = self.pretrain()
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        shutil.copyfile(selected, tmp)
-        tmp.replace(cached)
-        OmegaConf.save(self.cfg, cached.parent / "config.yaml", resolve=False)
-        return cached
+        # parallel sweep jobs (joblib, submitit) wait here while the first one trains the shared teacher
+        with open(cached.parent / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if cached.is_file():
+                log.info("[teacher] reusing the cached dense model %s", cached)
+                return cached
+            if not self.cfg.pretrain.train_if_missing:
+                raise SpadeInputError(
+                    f"no dense teacher for this config at {cached} and pretrain.train_if_missing=false; "
+                    f"pass ckpt_path=/path/to/dense.ckpt or allow training"
+                )
+            log.info("[teacher] no cached dense model for this config: training one (cached for later runs)")
+            selected = self.pretrain()
+            tmp = cached.with_suffix(".tmp")
+            shutil.copyfile(selected, tmp)
+            OmegaConf.save(self.cfg, cached.parent / "config.yaml", resolve=False)
+            tmp.replace(cached)
+            return cached
 
-    def dense_network(self) -> MBDLNetwork:
-        network, structure = self.load_network(self.dense_checkpoint())
-        require(
-            structure is None, f"ckpt_path={self.cfg.ckpt_path} is already pruned; this stage needs the dense model"
-        )
+    def dense_network(self, path: Path) -> MBDLNetwork:
+        network, structure = self.load_network(path)
+        require(structure is None, f"checkpoint {path} is already pruned; this stage needs the dense model")
         return network
 
     # ---- stages ------------------------------------------------------------------------------------
@@ -225,6 +227,19 @@ class Run:
         print("\n" + text, flush=True)
         return result
 
+    def log_summary(self, results: dict[str, Any]) -> None:
+        """The headline numbers as one flat record for the dashboards (a 'report' run next to the stages)."""
+        summary = {f"{name}/{k}": v for name, entry in results["models"].items() for k, v in entry["mean"].items()}
+        bench = results.get("benchmark")
+        if bench:
+            for key in ("speedup_forward", "speedup_priors", "mac_bound_forward", "measured_over_bound"):
+                summary[f"benchmark/{key}"] = bench[key]
+        for logger in self.loggers("report"):
+            logger.log_metrics(summary)
+            logger.save()
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
+
     def report(
         self, tested: dict[str, ReconModule], extra: dict[str, Any] | None = None, extra_markdown: str = ""
     ) -> dict[str, Any]:
@@ -241,6 +256,7 @@ class Run:
             **(extra or {}),
         }
         text = write_results(self.output_dir, results, extra_markdown)
+        self.log_summary(results)
         print("\n" + text, flush=True)
         log.info("[report] wrote %s/results.{json,md,png}", self.output_dir)
         return results
@@ -248,9 +264,10 @@ class Run:
 
 def run_spade(r: Run) -> dict[str, Any]:
     """dense teacher -> one-shot prune -> fine-tune -> benchmark -> report."""
-    dense = r.dense_network()
+    dense_path = r.dense_checkpoint()
+    dense = r.dense_network(dense_path)
     tested = {"dense": r.test("dense", dense)}
-    extra: dict[str, Any] = {"dense_checkpoint": str(r.dense_checkpoint()), "prune": r.prune_settings.as_dict()}
+    extra: dict[str, Any] = {"dense_checkpoint": str(dense_path), "prune": r.prune_settings.as_dict()}
     markdown = ""
     if r.prune_settings.ratio > 0:
         pruned, pruning, pruned_path = r.prune_one_shot(dense)
@@ -287,7 +304,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     require(
         cfg.ckpt_path is not None or cfg.stage == "benchmark", f"stage={cfg.stage} needs ckpt_path=/path/to/dense.ckpt"
     )
-    dense = r.dense_network() if cfg.ckpt_path else r.new_network()
+    dense = r.dense_network(Path(cfg.ckpt_path)) if cfg.ckpt_path else r.new_network()
     if cfg.stage == "prune":
         pruned, pruning, path = r.prune_one_shot(dense)
         markdown = "\n" + pruning_markdown(pruning.reports)

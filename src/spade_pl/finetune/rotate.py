@@ -17,7 +17,9 @@ def rotate(images: Tensor, degrees: float) -> Tensor:
     cos, sin = math.cos(theta), math.sin(theta)
     height, width = images.shape[-2:]
     aspect = height / width  # keep the rotation rigid in pixel units for non-square images
-    matrix = torch.tensor([[cos, -sin * aspect, 0.0], [sin / aspect, cos, 0.0]], dtype=images.dtype, device=images.device)
+    matrix = torch.tensor(
+        [[cos, -sin * aspect, 0.0], [sin / aspect, cos, 0.0]], dtype=images.dtype, device=images.device
+    )
     grid = F.affine_grid(matrix.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
