@@ -97,3 +97,20 @@ def test_teacher_is_trained_once_and_reused_across_a_sweep(make_cfg, tmp_path):
 def test_no_teacher_and_training_disabled_is_refused(make_cfg):
     with pytest.raises(SpadeInputError, match="no dense teacher for this config .* pretrain.train_if_missing=false"):
         run(make_cfg("finetune=distill", "pretrain.train_if_missing=false", "debug=fdr", "seed=12345"))
+
+
+def test_collect_makes_one_table_for_a_sweep(make_cfg, tmp_path, capsys):
+    from spade_pl.collect import main as collect
+
+    common = ("debug=limit", "finetune=supervised", "benchmark.repeats=1", "benchmark.warmup=0")
+    run(make_cfg("prune.ratio=0.5", *common))
+    (tmp_path / "run").rename(tmp_path / "sweep_0")
+    run(make_cfg("prune.ratio=0.25", *common))
+    (tmp_path / "run").rename(tmp_path / "sweep_1")
+    assert collect([str(tmp_path / "sweep_0"), str(tmp_path / "sweep_1"), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "sweep.md").read_text().splitlines()
+    assert md[0].startswith("| ratio | strategy | zero-filled psnr |") and len(md) == 4
+    assert "| 0.5 | supervised |" in md[2] and "| 0.25 | supervised |" in md[3]
+    assert (tmp_path / "sweep.csv").read_text().count("\n") == 3
+    assert collect([str(tmp_path / "nothing")]) == 2
+    assert "error: not a folder" in capsys.readouterr().err

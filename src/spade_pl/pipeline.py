@@ -22,8 +22,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
@@ -55,6 +56,14 @@ def build(node: Any, **kwargs: Any) -> Any:
         raise
 
 
+def network_choice(cfg: DictConfig) -> str:
+    """``network=<option>`` as the user typed it (for messages), else the network class name."""
+    try:
+        return f"network={HydraConfig.get().runtime.choices['network']}"
+    except (ValueError, KeyError):
+        return cfg.network.model._target_.rsplit(".", 1)[-1]
+
+
 class Run:
     """One Hydra run: its config, its output folder, its datamodule (built once, shared by every stage)."""
 
@@ -63,7 +72,8 @@ class Run:
         self.cfg = cfg
         self.output_dir = Path(cfg.paths.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.datamodule: FastMRIDataModule = build(cfg.data)
+        needs_maps = network_choice(cfg) if get_class(cfg.network.model._target_).needs_maps else None
+        self.datamodule: FastMRIDataModule = build(cfg.data, require_maps=needs_maps)
         self.prune_settings = PruneSettings.from_config(cfg.prune)
 
     # ---- building blocks -------------------------------------------------------------------------

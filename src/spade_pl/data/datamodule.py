@@ -15,20 +15,32 @@ from spade_pl.data.embedded import EmbeddedMRIBuilder
 from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY, check_multicoil_file
 from spade_pl.data.transform import MRISliceTransform
 from spade_pl.errors import SpadeInputError, require
+from spade_pl.espirit import espirit_cache_dir, espirit_command
 from spade_pl.physics.masks import build_mask_func
 
 SPLITS = ("train", "val", "test")
 
 
+def maps_source(path: Path) -> Path | None:
+    """The file holding ``path``'s coil maps: the file itself (key ``sens_maps``), its ESPIRiT cache, or none."""
+    with h5py.File(path, "r") as hf:
+        if SENS_MAPS_KEY in hf:
+            return path
+    cached = espirit_cache_dir(path.parent) / path.name
+    return cached if cached.is_file() else None
+
+
 class MultiCoilSliceDataset(SliceDataset):
-    """fastmri's SliceDataset that also hands the transform the slice's coil maps when the file has them."""
+    """fastmri's SliceDataset that also hands the transform the slice's coil maps, when there are any."""
 
     def __getitem__(self, i: int):
         fname, dataslice, metadata = self.raw_samples[i]
         with h5py.File(fname, "r") as hf:
             kspace = hf["kspace"][dataslice]
             attrs = {**hf.attrs, **metadata}
-            if SENS_MAPS_KEY in hf:
+        source = maps_source(fname)
+        if source is not None:
+            with h5py.File(source, "r") as hf:
                 attrs[SENS_MAPS_KEY] = {dataslice: hf[SENS_MAPS_KEY][dataslice]}
         return self.transform(kspace, None, None, attrs, fname.name, dataslice)
 
@@ -56,6 +68,7 @@ class FastMRIDataModule(L.LightningDataModule):
         split_file: str | None = None,
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         builder: EmbeddedMRIBuilder | None = None,
+        require_maps: str | None = None,
     ):
         super().__init__()
         require(int(batch_size) >= 1, f"data.batch_size={batch_size} is invalid; allowed: integers >= 1")
@@ -76,6 +89,7 @@ class FastMRIDataModule(L.LightningDataModule):
         )
         self.split_fractions = [float(f) / sum(split_fractions) for f in split_fractions]
         self.builder = builder
+        self.require_maps = require_maps  # name of a network that needs coil maps with the data, if any
         self.datasets: dict[str, MultiCoilSliceDataset] = {}
 
     def prepare_data(self) -> None:
@@ -124,6 +138,12 @@ class FastMRIDataModule(L.LightningDataModule):
         for path in h5_files:
             if names is None or path.name in names:
                 check_multicoil_file(path)
+                if self.require_maps and maps_source(path) is None:
+                    raise SpadeInputError(
+                        f"{self.require_maps} needs coil maps with the data: {path} has no '{SENS_MAPS_KEY}' and "
+                        f"no ESPIRiT cache in {espirit_cache_dir(folder)}; compute them with: "
+                        f"{espirit_command(folder)}"
+                    )
         mask_func = build_mask_func(**self.mask_cfg)
         dataset = MultiCoilSliceDataset(
             folder,
