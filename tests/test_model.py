@@ -34,3 +34,17 @@ def test_forward_returns_a_complex_image_per_slice():
     x = net(y * mask, MultiCoilMRI(mask=mask, num_low_frequencies=torch.tensor([4, 4])))
     assert x.shape == (2, 32, 32, 2) and torch.isfinite(x).all()
     assert MRISample._fields[0] == "masked_kspace"
+
+
+def test_cascade_step_equals_fastmri_varnet_block():
+    from fastmri.models.varnet import NormUnet, VarNetBlock
+
+    from spade_pl.models.varnet import cascade_step
+
+    torch.manual_seed(0)
+    block = VarNetBlock(NormUnet(4, 2)).eval()
+    block.dc_weight.data.fill_(0.7)
+    k, y, maps = torch.randn(2, 3, 16, 16, 2), torch.randn(2, 3, 16, 16, 2), torch.randn(2, 3, 16, 16, 2)
+    mask = torch.rand(2, 1, 1, 16, 1) > 0.5
+    with torch.no_grad():
+        assert torch.allclose(cascade_step(block, k, y, mask, maps), block(k, y, mask, maps), atol=1e-5)

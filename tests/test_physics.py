@@ -82,3 +82,13 @@ def test_fastmri_masks_hit_the_acceleration(kind):
 def test_bad_mask_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(SpadeInputError, match=message):
         build_mask_func(**{"mask_type": "uniform", **kwargs})
+
+
+def test_native_fft_matches_fastmri():
+    import fastmri
+
+    from spade_pl.physics.mri import fft2c, ifft2c
+
+    x = torch.randn(2, 3, 10, 12, 2)
+    assert torch.allclose(fft2c(x), fastmri.fft2c(x), atol=1e-5)
+    assert torch.allclose(ifft2c(x), fastmri.ifft2c(x), atol=1e-5)

@@ -1,6 +1,9 @@
 """MBDL reconstruction networks: every one is ``forward(y, physics) -> x_hat`` with named CNN priors."""
 
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.models.deq import DEQ
+from spade_pl.models.edsr import EDSR
 from spade_pl.models.varnet import E2EVarNet
+from spade_pl.models.varnet_maps import VarNetGivenMaps
 
-__all__ = ["E2EVarNet", "MBDLNetwork"]
+__all__ = ["DEQ", "EDSR", "E2EVarNet", "MBDLNetwork", "VarNetGivenMaps"]

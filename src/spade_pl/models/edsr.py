@@ -16,7 +16,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, feats: int):
         super().__init__()
-        self.body = nn.Sequential(_conv3x3(feats, feats), nn.ReLU(inplace=True), _conv3x3(feats, feats))
+        self.body = nn.Sequential(_conv3x3(feats, feats), nn.ReLU(), _conv3x3(feats, feats))
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import fastmri
 import torch
 from fastmri.models import VarNet
+from fastmri.models.varnet import VarNetBlock
 from torch import Tensor, nn
 
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.mri import MultiCoilMRI, sens_expand, sens_reduce
 
 
 def batch_num_low_frequencies(physics: MultiCoilMRI) -> int | None:
@@ -19,6 +19,17 @@ def batch_num_low_frequencies(physics: MultiCoilMRI) -> int | None:
     if isinstance(n, Tensor):
         return int(n.flatten()[0]) if bool((n == n.flatten()[0]).all()) else None
     return int(n)
+
+
+def cascade_step(block: VarNetBlock, kspace: Tensor, y: Tensor, mask: Tensor, maps: Tensor) -> Tensor:
+    """``fastmri``'s ``VarNetBlock.forward`` (same modules, same math), with native complex arithmetic.
+
+    ``k - dc_weight · P(k - y) - F(S · U-Net(Σ conj(S) F^{-1} k))``; a test checks it against fastmri's.
+    """
+    image = sens_reduce(kspace, maps).unsqueeze(1)  # NormUnet takes (B, 1, H, W, 2)
+    model_term = sens_expand(block.model(image).squeeze(1), maps)
+    soft_dc = torch.where(mask, kspace - y, torch.zeros((), dtype=kspace.dtype, device=kspace.device))
+    return kspace - soft_dc * block.dc_weight - model_term
 
 
 class E2EVarNet(MBDLNetwork):
@@ -48,8 +59,8 @@ class E2EVarNet(MBDLNetwork):
         maps = self.estimate_maps(y, physics)
         kspace = y.clone()
         for cascade in self.varnet.cascades:
-            kspace = cascade(kspace, y, physics.mask, maps)
-        return fastmri.complex_mul(fastmri.ifft2c(kspace), fastmri.complex_conj(maps)).sum(dim=1)
+            kspace = cascade_step(cascade, kspace, y, physics.mask, maps)
+        return sens_reduce(kspace, maps)
 
     def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
         with torch.no_grad():
