@@ -9,6 +9,7 @@ name=$1; shift
 run_dir=logs/experiments/$name
 rm -rf "$run_dir"
 mkdir -p logs/experiments
+start=$SECONDS
 set +e
 .venv/bin/python -m spade_pl "$@" hydra.run.dir="$run_dir" 2>&1 | tee "$run_dir.log" | grep --line-buffered -v "it/s"
 statuses=("${PIPESTATUS[@]}")
@@ -20,4 +21,4 @@ for f in results.json results.md results.png benchmark.json benchmark.md .hydra/
   if [ -f "$run_dir/$f" ]; then cp "$run_dir/$f" experiments/results/"$name"/; fi
 done
 grep -E "^\[|^\|" "$run_dir.log" > experiments/results/"$name"/run.log || true
-echo "$0 $name $*" > experiments/results/"$name"/command.txt
+printf '%s\nwall time: %d s\n' "$0 $name $*" $((SECONDS - start)) > experiments/results/"$name"/command.txt

@@ -17,13 +17,8 @@ from spade_pl.__main__ import config_dir
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-# A network and a dataset small enough for a CPU test to train in seconds.
-TINY = [
-    "network.model.num_cascades=2",
-    "network.model.chans=4",
-    "network.model.pools=2",
-    "network.model.sens_chans=2",
-    "network.model.sens_pools=2",
+# A dataset, and per network a size, small enough for a CPU test to train in seconds.
+TINY_DATA = [
     "data.builder.size=32",
     "data.builder.num_coils=4",
     "+data.builder.first_slice=60",
@@ -35,6 +30,22 @@ TINY = [
     "trainer.accelerator=cpu",
     "+trainer.enable_model_summary=false",
 ]
+TINY_NETWORKS = {
+    "e2e_varnet": [
+        "network.model.num_cascades=2",
+        "network.model.chans=4",
+        "network.model.pools=2",
+        "network.model.sens_chans=2",
+        "network.model.sens_pools=2",
+    ],
+    "varnet": ["network.model.num_cascades=2", "network.model.chans=4", "network.model.pools=2"],
+    "deq": ["network.model.feats=8", "network.model.num_blocks=1", "network.model.max_iter=15"],
+}
+
+
+def tiny_overrides(overrides: tuple[str, ...]) -> list[str]:
+    network = next((o.split("=", 1)[1] for o in overrides if o.startswith("network=")), "e2e_varnet")
+    return [*TINY_DATA, *TINY_NETWORKS.get(network, [])]
 
 
 @pytest.fixture(scope="session")
@@ -45,14 +56,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path, cache_dir) -> Callable[..., DictConfig]:
-    """Compose the real configs with TINY sizes plus ``overrides``; outputs go under tmp_path."""
+    """Compose the real configs with tiny sizes plus ``overrides``; outputs go under tmp_path."""
 
     def _make(*overrides: str, tiny: bool = True) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             cfg = compose(
                 "config",
-                overrides=[*(TINY if tiny else []), *overrides, f"paths.cache_dir={cache_dir}"],
+                overrides=[*(tiny_overrides(overrides) if tiny else []), *overrides, f"paths.cache_dir={cache_dir}"],
                 return_hydra_config=True,
             )
         HydraConfig().set_config(cfg)
@@ -68,7 +79,7 @@ def make_cfg(tmp_path, cache_dir) -> Callable[..., DictConfig]:
 
 @pytest.fixture(scope="session")
 def tiny_data_root(cache_dir) -> Path:
-    """The tiny embedded dataset (the same one the TINY configs use)."""
+    """The tiny embedded dataset (the same one the tiny configs use)."""
     from spade_pl.data.embedded import EmbeddedMRIBuilder
 
     return EmbeddedMRIBuilder(

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
@@ -87,10 +88,12 @@ def test_teacher_is_trained_once_and_reused_across_a_sweep(make_cfg, tmp_path):
     common = ("debug=limit", "finetune=none", "benchmark.repeats=1", "benchmark.warmup=0", "seed=777")
     first = run(make_cfg("prune.ratio=0.5", *common))
     assert (tmp_path / "run" / "checkpoints" / "pretrain").is_dir()  # trained here
-    (tmp_path / "run").rename(tmp_path / "run_first")
-    second = run(make_cfg("prune.ratio=0.25", *common))
+    second_cfg = make_cfg("prune.ratio=0.25", *common)
+    with open_dict(second_cfg):  # a sweep job: its own output folder
+        second_cfg.paths.output_dir = str(tmp_path / "run_second")
+    second = run(second_cfg)
     assert second["dense_checkpoint"] == first["dense_checkpoint"]
-    assert not (tmp_path / "run" / "checkpoints" / "pretrain").exists()  # reused, not retrained
+    assert not (tmp_path / "run_second" / "checkpoints" / "pretrain").exists()  # reused, not retrained
     assert second["models"]["dense"] == first["models"]["dense"]
 
 
@@ -114,3 +117,39 @@ def test_collect_makes_one_table_for_a_sweep(make_cfg, tmp_path, capsys):
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 3
     assert collect([str(tmp_path / "nothing")]) == 2
     assert "error: not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("network", ["deq", "varnet"])
+@pytest.mark.parametrize("strategy", ["distill", "selfsup"])
+def test_main_job_runs_for_networks_with_given_maps(make_cfg, tmp_path, network, strategy):
+    out = run(
+        make_cfg(
+            f"network={network}",
+            f"finetune={strategy}",
+            "debug=limit",
+            "benchmark.repeats=1",
+            "benchmark.warmup=0",
+        )
+    )
+    assert list(out["models"])[-1] == f"pruned + {strategy}"
+    assert all(torch.isfinite(torch.tensor(v)) for v in out["models"][f"pruned + {strategy}"]["mean"].values())
+    bench = out["benchmark"]
+    assert bench["pruned"]["params"] < bench["dense"]["params"]
+    if network == "deq":  # the solver's work is reported for both, at the same tolerance
+        assert bench["dense"]["solver"]["iterations"] >= 1 and bench["pruned"]["solver"]["iterations"] >= 1
+        assert "solver iterations" in (tmp_path / "run" / "benchmark.md").read_text()
+
+
+def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make_cfg, tmp_path):
+    import numpy as np
+
+    from spade_pl.data.fastmri_h5 import write_multicoil_file
+
+    data = tmp_path / "fastmri_like"
+    for split in ("train", "val", "test"):
+        (data / split).mkdir(parents=True)
+        kspace = np.random.default_rng(0).normal(size=(1, 2, 16, 16)).astype(np.complex64)
+        write_multicoil_file(data / split / f"{split}.h5", kspace)  # real fastMRI files carry no maps
+    cfg = make_cfg("network=varnet", "data=fastmri", f"data.root={data}", "debug=fdr", tiny=False)
+    with pytest.raises(SpadeInputError, match=r"network=varnet needs coil maps .*python -m spade_pl.espirit "):
+        run(cfg)

@@ -63,7 +63,7 @@ def synthetic_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISamp
     """One realistic slice (MNI152 anatomy, birdcage coils, smooth phase) of ``size``² with ``coils`` coils."""
     rng = np.random.default_rng(seed)
     image = load_anatomy(size, 95, 96)
-    maps = birdcage_maps(coils, size)
+    maps = birdcage_maps(coils, size).astype(np.complex64)
     kspace = simulate_volume(image, maps, rng, noise_std=0.0)[0].astype(np.complex64)
     attrs = {"padding_left": 0, "padding_right": size, "recon_size": (size, size), SENS_MAPS_KEY: {0: maps}}
     sample = MRISliceTransform(build_mask_func(**mask), use_seed=True)(kspace, None, None, attrs, "synthetic", 0)

@@ -166,6 +166,7 @@ class Run:
             for k in ("network", "data", "problem", "pretrain", "trainer", "seed")
         }
         shaping["data"].pop("num_workers", None)  # how fast data loads does not shape the model
+        shaping["trainer"].pop("default_root_dir", None)  # nor where this run writes its files
         blob = json.dumps(shaping, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
