@@ -14,6 +14,7 @@ scalars. The pruned structure is kept as torch-pruning's pruning history (plain 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -114,8 +115,30 @@ def count_params(module: nn.Module) -> int:
 
 def count_macs(module: nn.Module, example: Any) -> int:
     """Multiply-accumulates per batch element of one call (torch-pruning's counter: conv/linear/norm layers)."""
-    macs, _ = tp.utils.count_ops_and_params(module, example)
+    with warnings.catch_warnings():  # the counter's own probing of fastmri's Dropout2d is not our concern
+        warnings.filterwarnings("ignore", message="dropout2d: Received a 3D input")
+        macs, _ = tp.utils.count_ops_and_params(module, example)
     return int(macs)
+
+
+def sync_norm_widths(prior: nn.Module, example: Tensor) -> None:
+    """Set parameter-free InstanceNorms' ``num_features`` to the width they now receive.
+
+    torch-pruning only rewrites layers with parameters; fastmri's U-Net uses ``affine=False`` instance
+    norms, which would otherwise warn on every forward that their input width changed.
+    """
+    norms = [m for m in prior.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm)]
+
+    def record(module, args) -> None:
+        module.num_features = args[0].shape[1]
+
+    hooks = [m.register_forward_pre_hook(record) for m in norms]
+    try:
+        with torch.no_grad():
+            prior(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def capture_prior_inputs(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, names: list[str]) -> dict[str, Tensor]:
@@ -180,6 +203,7 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
         for _ in range(settings.iterative_steps):
             pruner.step()
         prior.train(was_training)  # building a pruner leaves the module in eval mode
+        sync_norm_widths(prior, example)
         structure["priors"][name] = {
             "input_shape": list(example.shape),
             "history": [[layer, bool(out), [int(i) for i in idxs]] for layer, out, idxs in pruner.pruning_history()],
@@ -211,4 +235,5 @@ def replay_structure(network: MBDLNetwork, structure: dict[str, Any]) -> MBDLNet
                 f"the checkpoint's pruned structure for prior {name!r} does not fit the configured network ({err})"
             ) from None
         prior.train(was_training)
+        sync_norm_widths(prior, torch.zeros(entry["input_shape"]))
     return network
