@@ -12,9 +12,11 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 ./run_experiment.sh bench_e2e_varnet_paper_sens stage=benchmark network=e2e_varnet_paper benchmark.size=320 \
   benchmark.coils=16 prune.ratio=0.5 prune.include_sensitivity_net=true
 # the main job on the embedded default, one run per fine-tuning strategy (one shared, cached teacher)
-for strategy in distill supervised selfsup; do
+for strategy in distill supervised; do
   ./run_experiment.sh "main_${strategy}" prune.ratio=0.5 finetune="$strategy"
 done
+./run_experiment.sh main_selfsup prune.ratio=0.5 finetune=selfsup finetune.optimizer.lr=1e-3  # the old default
+./run_experiment.sh main_selfsup_lr1e-4 prune.ratio=0.5 finetune=selfsup                     # lr 1e-4, the default
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
