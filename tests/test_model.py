@@ -40,11 +40,38 @@ def test_cascade_step_equals_fastmri_varnet_block():
     from fastmri.models.varnet import NormUnet, VarNetBlock
 
     from spade_pl.models.varnet import cascade_step
+    from spade_pl.physics.mri import NativeOrderSENSE
 
     torch.manual_seed(0)
     block = VarNetBlock(NormUnet(4, 2)).eval()
     block.dc_weight.data.fill_(0.7)
-    k, y, maps = torch.randn(2, 3, 16, 16, 2), torch.randn(2, 3, 16, 16, 2), torch.randn(2, 3, 16, 16, 2)
-    mask = torch.rand(2, 1, 1, 16, 1) > 0.5
-    with torch.no_grad():
-        assert torch.allclose(cascade_step(block, k, y, mask, maps), block(k, y, mask, maps), atol=1e-5)
+    for h, w in ((16, 16), (15, 13)):  # odd sizes: fftshift and ifftshift differ
+        k, y, maps = (torch.randn(2, 3, h, w, 2) for _ in range(3))
+        mask = torch.rand(2, 1, 1, w, 1) > 0.5
+        sense = NativeOrderSENSE(mask, maps)
+        with torch.no_grad():
+            native = cascade_step(block, sense.to_native(k), sense.to_native(y), sense)
+            assert torch.allclose(sense.to_centred(native), block(k, y, mask, maps), atol=1e-5)
+
+
+def test_group_kernel_instance_norm_equals_instance_norm_and_counts_the_same_macs():
+    from fastmri.models.unet import Unet
+
+    from spade_pl.models.norms import GroupKernelInstanceNorm2d, use_group_kernel_instance_norms
+    from spade_pl.pruning.spade import count_macs
+
+    torch.manual_seed(0)
+    plain = Unet(2, 2, 4, 2)
+    fast = use_group_kernel_instance_norms(Unet(2, 2, 4, 2))
+    fast.load_state_dict(plain.state_dict())
+    norms = [m for m in fast.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert norms and all(type(m) is GroupKernelInstanceNorm2d for m in norms)
+    x = torch.randn(3, 2, 16, 16, requires_grad=True)
+    out_plain, out_fast = plain(x), fast(x)
+    assert torch.allclose(out_fast, out_plain, atol=1e-5)
+    (grad_plain,) = torch.autograd.grad(out_plain.square().sum(), x)
+    (grad_fast,) = torch.autograd.grad(out_fast.square().sum(), x)
+    assert torch.allclose(grad_fast, grad_plain, atol=1e-4)
+    assert count_macs(fast, x) == count_macs(plain, x)
+    unbatched = torch.randn(4, 8, 8)
+    assert torch.allclose(norms[0](unbatched), torch.nn.InstanceNorm2d(4)(unbatched), atol=1e-5)

@@ -92,3 +92,16 @@ def test_native_fft_matches_fastmri():
     x = torch.randn(2, 3, 10, 12, 2)
     assert torch.allclose(fft2c(x), fastmri.fft2c(x), atol=1e-5)
     assert torch.allclose(ifft2c(x), fastmri.ifft2c(x), atol=1e-5)
+
+
+def test_native_order_sense_matches_the_centred_operators_on_odd_and_even_sizes():
+    from spade_pl.physics.mri import NativeOrderSENSE, sens_expand, sens_reduce
+
+    for h, w in ((12, 10), (9, 11)):
+        k, maps, x = torch.randn(2, 3, h, w, 2), torch.randn(2, 3, h, w, 2), torch.randn(2, h, w, 2)
+        mask = torch.rand(2, 1, 1, w, 1) > 0.5
+        sense = NativeOrderSENSE(mask, maps)
+        assert torch.allclose(sense.reduce(sense.to_native(k)), sens_reduce(k, maps), atol=1e-5)
+        assert torch.allclose(sense.to_centred(sense.expand(x)), sens_expand(x, maps), atol=1e-5)
+        masked = MultiCoilMRI(mask=mask).apply_mask(k)
+        assert torch.equal(sense.to_centred(sense.apply_mask(sense.to_native(k))), masked)

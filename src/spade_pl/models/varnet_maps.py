@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from spade_pl.errors import require
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.models.norms import use_group_kernel_instance_norms
 from spade_pl.models.varnet import E2EVarNet
 from spade_pl.physics.mri import MultiCoilMRI
 
@@ -45,7 +46,7 @@ class VarNetGivenMaps(E2EVarNet):
         # E2EVarNet.__init__ is skipped on purpose: it would build the sensitivity net that this network lacks.
         MBDLNetwork.__init__(self)
         require(int(num_cascades) >= 1, f"network.model.num_cascades={num_cascades} is invalid; allowed: >= 1")
-        self.varnet = _Cascades(num_cascades, chans, pools)
+        self.varnet = use_group_kernel_instance_norms(_Cascades(num_cascades, chans, pools))
 
     def estimate_maps(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
         """The maps are given, not estimated: ``physics.maps`` (an input error when the data has none)."""
