@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Usage: experiments/run_experiment.sh NAME [hydra overrides...]
-# Runs `python -m spade_pl` with the overrides into logs/experiments/NAME and copies the result files
-# (results/benchmark json+md, results.png, the Hydra config, the log) into experiments/results/NAME,
-# so every number quoted in README.md comes from a committed command with a committed output.
+# Runs `python -m spade_pl` ($PYTHON, default .venv/bin/python) with the overrides into
+# logs/experiments/NAME and copies the result files (results/benchmark json+md, results.png, the
+# Hydra config, the log) into experiments/results/NAME, so every number quoted in README.md comes
+# from a committed command with a committed output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; shift
@@ -11,7 +12,7 @@ rm -rf "$run_dir"
 mkdir -p logs/experiments
 start=$SECONDS
 set +e
-.venv/bin/python -m spade_pl "$@" hydra.run.dir="$run_dir" 2>&1 | tee "$run_dir.log" | grep --line-buffered -v "it/s"
+"${PYTHON:-.venv/bin/python}" -m spade_pl "$@" hydra.run.dir="$run_dir" 2>&1 | tee "$run_dir.log" | grep --line-buffered -v "it/s"
 statuses=("${PIPESTATUS[@]}")
 set -e
 status=${statuses[0]}
