@@ -47,8 +47,10 @@ class BenchmarkSettings:
     size: int | None = None  # None: the first test slice of the data; else a synthetic size x size slice
     coils: int = 16
     keep_allocations: bool = True
+    slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
 
     def __post_init__(self) -> None:
+        require(self.slices >= 1, f"benchmark.slices={self.slices} is invalid; allowed: >= 1")
         require(self.repeats >= 1, f"benchmark.repeats={self.repeats} is invalid; allowed: >= 1")
         require(self.warmup >= 0, f"benchmark.warmup={self.warmup} is invalid; allowed: >= 0")
         require(self.threads >= 1, f"benchmark.threads={self.threads} is invalid; allowed: >= 1")
@@ -68,6 +70,16 @@ def synthetic_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISamp
     attrs = {"padding_left": 0, "padding_right": size, "recon_size": (size, size), SENS_MAPS_KEY: {0: maps}}
     sample = MRISliceTransform(build_mask_func(**mask), use_seed=True)(kspace, None, None, attrs, "synthetic", 0)
     return default_collate([sample])
+
+
+def repeat_first_slice(batch: MRISample, slices: int) -> MRISample:
+    """A batch of ``slices`` copies of ``batch``'s first slice (what one forward of the benchmark processes)."""
+    return MRISample(
+        *(
+            t[:1].repeat(slices, *[1] * (t.dim() - 1)) if isinstance(t, Tensor) and t.dim() else [t[0]] * slices
+            for t in batch
+        )
+    )
 
 
 def keep_malloc_allocations() -> bool:
@@ -154,6 +166,7 @@ def benchmark_pair(
     device = settings.torch_device()
     torch.set_num_threads(settings.threads)
     kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
+    batch = repeat_first_slice(batch, settings.slices)
     batch = MRISample(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
     physics = MultiCoilMRI(
         mask=batch.mask, maps=batch.maps if batch.maps.numel() else None, num_low_frequencies=batch.num_low_frequencies
@@ -162,9 +175,15 @@ def benchmark_pair(
     nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
     with torch.no_grad():
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
-        forward = _interleaved_medians(
-            {n: (lambda net=net: net(y, physics)) for n, net in nets.items()}, settings, device
-        )
+        iterations: dict[str, list[int]] = {name: [] for name in nets}
+
+        def run_forward(name: str) -> None:
+            nets[name](y, physics)
+            stats = getattr(nets[name], "solver_stats", None)
+            if stats:
+                iterations[name].append(int(stats["iterations"]))
+
+        forward = _interleaved_medians({n: (lambda n=n: run_forward(n)) for n in nets}, settings, device)
 
         def run_priors(name: str) -> None:
             priors = nets[name].priors()
@@ -179,11 +198,13 @@ def benchmark_pair(
         "repeats": settings.repeats,
         "warmup": settings.warmup,
         "input_shape": list(y.shape),
+        "slices": settings.slices,
     }
     for name in nets:
         prof = profiles[name]
         result[name] = {
             "forward_ms": forward[name] * 1000,
+            "ms_per_slice": forward[name] * 1000 / settings.slices,
             "priors_ms": prior_time[name] * 1000,
             "params": prof["params"],
             "prior_params": prof["prior_params"],
@@ -191,6 +212,8 @@ def benchmark_pair(
             "macs_per_prior_call": prof["macs_per_prior_call"],
             "solver": prof["solver"],
         }
+        if iterations[name]:  # every forward, warm-up included: the iterations the timings paid for
+            result[name]["solver_iterations"] = _spread(iterations[name])
     result["speedup_forward"] = forward["dense"] / forward["pruned"]
     result["speedup_priors"] = prior_time["dense"] / prior_time["pruned"]
     result["mac_bound_forward"] = profiles["dense"]["macs_forward"] / profiles["pruned"]["macs_forward"]
@@ -198,11 +221,16 @@ def benchmark_pair(
     return result
 
 
+def _spread(values: list[int]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def benchmark_markdown(result: dict[str, Any]) -> str:
     d, p = result["dense"], result["pruned"]
+    slices = result.get("slices", 1)
     rows = [
         (
-            "whole forward, median ms",
+            f"whole forward ({slices} slice{'s' * (slices > 1)}), median ms",
             f"{d['forward_ms']:.1f}",
             f"{p['forward_ms']:.1f}",
             f"{result['speedup_forward']:.2f}x",
@@ -230,8 +258,14 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     for name in d["macs_per_prior_call"]:
         a, b = d["macs_per_prior_call"][name], p["macs_per_prior_call"][name]
         rows.append((f"MACs per call, {name}", f"{a:,}", f"{b:,}", f"{a / b:.2f}x"))
-    if d["solver"]:
-        rows.append(("solver iterations", f"{d['solver'].get('iterations')}", f"{p['solver'].get('iterations')}", ""))
+    if "solver_iterations" in d:
+
+        def spread(it: dict[str, float]) -> str:
+            return f"{it['median']:g} (min {it['min']:g}, max {it['max']:g})"
+
+        rows.append(
+            ("solver iterations per forward", spread(d["solver_iterations"]), spread(p["solver_iterations"]), "")
+        )
     lines = [
         f"Benchmark on {result['device']} ({result['threads']} threads), input {result['input_shape']}, "
         f"{result['warmup']} warm-up + {result['repeats']} repetitions, medians, dense and pruned interleaved",

@@ -167,6 +167,8 @@ class Run:
         }
         shaping["data"].pop("num_workers", None)  # how fast data loads does not shape the model
         shaping["trainer"].pop("default_root_dir", None)  # nor where this run writes its files
+        if self.cfg.allow_tf32:  # TF32 arithmetic trains a (slightly) different model; off keeps older keys
+            shaping["allow_tf32"] = True
         blob = json.dumps(shaping, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -300,10 +302,16 @@ def pruning_summary(result: PruningResult) -> dict[str, Any]:
     return {name: vars(rep) for name, rep in result.reports.items()}
 
 
+def use_tf32(allowed: bool) -> None:
+    """TF32 tensor-core math for float32 matmuls and cuDNN convolutions (Ampere and newer GPUs) on or off."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run ``cfg.stage``; returns what it produced (checkpoint paths and/or results)."""
     L.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision("high")
+    use_tf32(bool(cfg.allow_tf32))
     r = Run(cfg)
     if cfg.stage == "pretrain":
         return {"checkpoint": str(r.pretrain())}

@@ -1,0 +1,65 @@
+"""The dense-vs-pruned benchmark: batching, per-slice times, solver iterations, bad settings; TF32 switch."""
+
+import copy
+
+import pytest
+import torch
+
+from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, repeat_first_slice
+from spade_pl.data.transform import MRISample
+from spade_pl.errors import SpadeInputError
+from spade_pl.models import DEQ
+from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.pruning.spade import PruneSettings, prune_network
+
+
+def _batch(size: int = 16, coils: int = 3, batch: int = 2) -> MRISample:
+    torch.manual_seed(0)
+    mask = torch.zeros(batch, 1, 1, size, 1, dtype=torch.bool)
+    mask[..., ::2, :] = True
+    maps = torch.randn(batch, coils, size, size, 2) / coils
+    y = torch.randn(batch, coils, size, size, 2) * mask
+    nlf, target = torch.full((batch,), 4), torch.zeros(batch, size, size)
+    return MRISample(y, mask, nlf, target, maps, [f"f{i}" for i in range(batch)], torch.arange(batch))
+
+
+def test_repeat_first_slice_copies_the_first_slice_into_every_field():
+    batch = repeat_first_slice(_batch(batch=2), 3)
+    assert batch.masked_kspace.shape[0] == 3 and batch.fname == ["f0"] * 3
+    assert torch.equal(batch.masked_kspace[2], batch.masked_kspace[0]) and batch.slice_num.tolist() == [0, 0, 0]
+
+
+def test_benchmark_reports_per_slice_times_and_the_solver_iterations_of_every_timed_forward():
+    batch = _batch()
+    dense = DEQ(feats=8, num_blocks=1, max_iter=20, tol=1e-3).eval()
+    pruned = copy.deepcopy(dense)
+    physics = MultiCoilMRI(mask=batch.mask, maps=batch.maps)
+    prune_network(pruned, batch.masked_kspace, physics, PruneSettings(ratio=0.5))
+    result = benchmark_pair(dense, pruned, batch, BenchmarkSettings(repeats=2, warmup=1, slices=3, device="cpu"))
+    assert result["input_shape"][0] == 3 and result["slices"] == 3
+    for name in ("dense", "pruned"):
+        assert result[name]["ms_per_slice"] == pytest.approx(result[name]["forward_ms"] / 3)
+        iterations = result[name]["solver_iterations"]
+        assert 1 <= iterations["min"] <= iterations["median"] <= iterations["max"] <= 20
+    text = benchmark_markdown(result)
+    assert "whole forward (3 slices)" in text and "solver iterations per forward" in text
+
+
+@pytest.mark.parametrize("field", ["slices", "repeats", "threads"])
+def test_bad_benchmark_settings_are_one_line_errors(field):
+    with pytest.raises(SpadeInputError, match=f"benchmark.{field}=0 is invalid"):
+        BenchmarkSettings(**{field: 0})
+
+
+def test_allow_tf32_switches_torch_and_separates_cached_teachers(make_cfg):
+    from spade_pl.pipeline import Run, use_tf32
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        use_tf32(True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        use_tf32(False)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert Run(make_cfg()).teacher_key() != Run(make_cfg("allow_tf32=true")).teacher_key()
