@@ -12,7 +12,7 @@ from spade_pl.models.anderson import anderson, validate_solver_settings
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.edsr import EDSR
 from spade_pl.models.varnet_maps import require_maps
-from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.mri import MultiCoilMRI, NativeOrderSENSE
 
 
 class DEQNotConvergedWarning(RuntimeWarning):
@@ -63,17 +63,18 @@ class DEQ(MBDLNetwork):
         self.solver_settings["max_iter"] = int(max_iter)
         self.solver_stats: dict[str, Any] = {}
 
-    def fixed_point_map(self, x: Tensor, y: Tensor, physics: MultiCoilMRI) -> Tensor:
-        """``T(x)`` for complex images ``(B, H, W, 2)``."""
-        z = x - self.gamma * physics.A_adjoint(physics.A(x) - y)
+    def fixed_point_map(self, x: Tensor, y_native: Tensor, sense: NativeOrderSENSE) -> Tensor:
+        """``T(x)`` for complex images ``(B, H, W, 2)``; ``y`` in native k-space order (see NativeOrderSENSE)."""
+        z = x - self.gamma * sense.normal_residual(x, y_native)
         denoised = self.prior(z.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.alpha * denoised + (1 - self.alpha) * z
 
     def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
-        require_maps(physics, "deq")
+        sense = NativeOrderSENSE(physics.mask, require_maps(physics, "deq"))
+        y_native = sense.to_native(y)
         with torch.no_grad():
-            x0 = physics.A_adjoint(y)
-            x_star, stats = anderson(lambda x: self.fixed_point_map(x, y, physics), x0, **self.solver_settings)
+            x0 = sense.reduce(sense.apply_mask(y_native))  # A^H y
+            x_star, stats = anderson(lambda x: self.fixed_point_map(x, y_native, sense), x0, **self.solver_settings)
         self.solver_stats = stats
         tol = self.solver_settings["tol"]
         if not stats["converged"]:
@@ -83,7 +84,7 @@ class DEQ(MBDLNetwork):
                 DEQNotConvergedWarning,
                 stacklevel=2,
             )
-        return self.fixed_point_map(x_star, y, physics).contiguous()
+        return self.fixed_point_map(x_star, y_native, sense).contiguous()
 
     def priors(self) -> dict[str, nn.Module]:
         return {"prior": self.prior}

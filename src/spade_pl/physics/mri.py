@@ -82,6 +82,10 @@ class NativeOrderSENSE:
     def apply_mask(self, kspace: Tensor) -> Tensor:
         return torch.where(self.mask, kspace, torch.zeros((), dtype=kspace.dtype, device=kspace.device))
 
+    def normal_residual(self, image: Tensor, y_native: Tensor) -> Tensor:
+        """``A^H(A x - y)`` (the data term's gradient), with ``y`` in native order: ``reduce(P(F S x - y))``."""
+        return self.reduce(self.apply_mask(self.expand(image) - y_native))
+
 
 @dataclass(frozen=True)
 class MultiCoilMRI:
