@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every experiment quoted in README.md, in order (about 45 minutes on a 2-core CPU). Uses a fresh cache
+# Every experiment quoted in README.md, in order (about 50 minutes on a 2-core CPU). Uses a fresh cache
 # (embedded data + dense teachers) unless SPADE_PL_CACHE is set, so the first main job's time includes
 # building the data and training the teacher; the other strategies reuse that teacher.
 set -euo pipefail
@@ -21,5 +21,15 @@ done
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
   prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
-./run_experiment.sh main_deq_distill network=deq prune.ratio=0.5 finetune=distill pretrain.max_epochs=8 \
-  finetune.max_epochs=4
+./run_experiment.sh main_deq_distill network=deq prune.ratio=0.5 finetune=distill
+# GPU only (where one is visible; PYTHON= the GPU machine's python): the same timings with CUDA events
+if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+  gpu="stage=benchmark benchmark.size=320 benchmark.coils=16 prune.ratio=0.5 benchmark.device=cuda"
+  e2e="$gpu network=e2e_varnet_paper benchmark.repeats=50 benchmark.warmup=10"
+  ./run_experiment.sh gpu_bench_e2e_varnet_paper $e2e
+  ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices $e2e benchmark.slices=8
+  ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices_tf32 $e2e benchmark.slices=8 allow_tf32=true
+  deq="$gpu network=deq_paper benchmark.repeats=10 benchmark.warmup=2"
+  ./run_experiment.sh gpu_bench_deq_paper $deq
+  ./run_experiment.sh gpu_bench_deq_paper_tf32 $deq allow_tf32=true
+fi

@@ -10,6 +10,7 @@ from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.models import DEQ
 from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.pipeline import Run, use_tf32
 from spade_pl.pruning.spade import PruneSettings, prune_network
 
 
@@ -52,8 +53,6 @@ def test_bad_benchmark_settings_are_one_line_errors(field):
 
 
 def test_allow_tf32_switches_torch_and_separates_cached_teachers(make_cfg):
-    from spade_pl.pipeline import Run, use_tf32
-
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
         use_tf32(True)

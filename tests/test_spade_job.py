@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
 
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
 from spade_pl.module import NonFiniteLossError
-from spade_pl.pipeline import run
+from spade_pl.pipeline import Run, run
 
 
 @pytest.fixture
@@ -153,3 +154,20 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
     cfg = make_cfg("network=varnet", "data=fastmri", f"data.root={data}", "debug=fdr", tiny=False)
     with pytest.raises(SpadeInputError, match=r"network=varnet needs coil maps .*python -m spade_pl.espirit "):
         run(cfg)
+
+
+def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
+    base = Run(make_cfg()).teacher_key()
+    assert Run(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")).teacher_key() == base
+    assert Run(make_cfg("network.lr=0.5")).teacher_key() != base
+
+
+def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(make_cfg):
+    deq = make_cfg("network=deq", tiny=False)
+    assert (deq.pretrain.max_epochs, deq.finetune.max_epochs, deq.data.batch_size) == (12, 10, 1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = instantiate(deq.finetune.scheduler)(optimizer=optimizer)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 10
+    varnet = make_cfg("network=e2e_varnet", "pretrain.max_epochs=3", tiny=False)
+    assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 10, 2)
+    assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None

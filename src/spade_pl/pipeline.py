@@ -167,7 +167,7 @@ class Run:
         }
         shaping["data"].pop("num_workers", None)  # how fast data loads does not shape the model
         shaping["trainer"].pop("default_root_dir", None)  # nor where this run writes its files
-        for key in ("finetune_lr", "finetune_epochs", "finetune_scheduler"):  # nor how its pruned copies are fine-tuned later
+        for key in ("finetune_lr", "finetune_epochs", "finetune_scheduler"):  # nor how pruned copies are tuned
             shaping["network"].pop(key, None)
         if self.cfg.allow_tf32:  # TF32 arithmetic trains a (slightly) different model; off keeps older keys
             shaping["allow_tf32"] = True
