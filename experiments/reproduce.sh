@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every experiment quoted in README.md, in order (about 50 minutes on a 2-core CPU). Uses a fresh cache
+# Every experiment quoted in README.md, in order (about an hour on a 2-core CPU). Uses a fresh cache
 # (embedded data + dense teachers) unless SPADE_PL_CACHE is set, so the first main job's time includes
 # building the data and training the teacher; the other strategies reuse that teacher.
 set -euo pipefail
@@ -22,6 +22,8 @@ done
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
   prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
 ./run_experiment.sh main_deq_distill network=deq prune.ratio=0.5 finetune=distill
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh main_deq_distill_seed1 network=deq prune.ratio=0.5 \
+  finetune=distill seed=1  # a second seed, its own fresh cache (the wall time includes the teacher)
 # GPU only (where one is visible; PYTHON= the GPU machine's python): the same timings with CUDA events
 if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
   gpu="stage=benchmark benchmark.size=320 benchmark.coils=16 prune.ratio=0.5 benchmark.device=cuda"
