@@ -148,14 +148,12 @@ def _interleaved_medians(calls: dict[str, Callable[[], Any]], settings: Benchmar
 def _profile(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> dict[str, Any]:
     priors = network.priors()
     inputs = capture_prior_inputs(network, y, physics, list(priors))
-    stats = getattr(network, "solver_stats", None)
     return {
         "params": count_params(network),
         "prior_params": sum(count_params(p) for p in priors.values()),
         "macs_forward": count_forward_macs(network, y, physics),
         "macs_per_prior_call": {name: count_macs(priors[name], x) * x.shape[0] for name, x in inputs.items()},
         "inputs": inputs,
-        "solver": dict(stats) if stats else None,
     }
 
 
@@ -210,7 +208,6 @@ def benchmark_pair(
             "prior_params": prof["prior_params"],
             "macs_forward": prof["macs_forward"],
             "macs_per_prior_call": prof["macs_per_prior_call"],
-            "solver": prof["solver"],
         }
         if iterations[name]:  # every forward, warm-up included: the iterations the timings paid for
             result[name]["solver_iterations"] = _spread(iterations[name])

@@ -44,6 +44,11 @@ def sens_reduce(kspace: Tensor, maps: Tensor) -> Tensor:
     return torch.view_as_real((_complex(ifft2c(kspace)) * _complex(maps).conj()).sum(dim=1))
 
 
+def masked(kspace: Tensor, mask: Tensor) -> Tensor:
+    """``P ⊙ k``: the sampled entries of ``kspace``, zeros elsewhere (``mask`` broadcasts, bool)."""
+    return torch.where(mask, kspace, torch.zeros((), dtype=kspace.dtype, device=kspace.device))
+
+
 class NativeOrderSENSE:
     """The SENSE pair ``F(S x)`` / ``Σ_c conj(S_c) F^{-1} k_c`` with k-space kept in the FFT's native order.
 
@@ -80,7 +85,7 @@ class NativeOrderSENSE:
         return torch.fft.fftshift(torch.view_as_real(image), dim=(-3, -2))
 
     def apply_mask(self, kspace: Tensor) -> Tensor:
-        return torch.where(self.mask, kspace, torch.zeros((), dtype=kspace.dtype, device=kspace.device))
+        return masked(kspace, self.mask)
 
     def normal_residual(self, image: Tensor, y_native: Tensor) -> Tensor:
         """``A^H(A x - y)`` (the data term's gradient), with ``y`` in native order: ``reduce(P(F S x - y))``."""
@@ -113,7 +118,7 @@ class MultiCoilMRI:
         return sens_reduce(self.apply_mask(k), self._require_maps())
 
     def apply_mask(self, k: Tensor) -> Tensor:
-        return torch.where(self.mask, k, torch.zeros((), dtype=k.dtype, device=k.device))
+        return masked(k, self.mask)
 
     def with_maps(self, maps: Tensor | None) -> MultiCoilMRI:
         """The same sampling with other coil maps (e.g. maps estimated by a network)."""
