@@ -22,6 +22,12 @@ done
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
   prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
 ./run_experiment.sh main_deq_distill network=deq prune.ratio=0.5 finetune=distill
+# the small DEQ's recipe: 2 pre-training epochs, loss and solver tolerance varied
+recipe="network=deq prune.ratio=0.5 finetune=none pretrain.max_epochs=2 benchmark.repeats=5 benchmark.warmup=1"
+./run_experiment.sh deq_recipe_smoothl1_tol1e-4 $recipe network.loss=smooth_l1 network.model.tol=1e-4 \
+  network.model.max_iter=100
+./run_experiment.sh deq_recipe_l1_tol1e-4 $recipe network.model.tol=1e-4 network.model.max_iter=100
+./run_experiment.sh deq_recipe_l1_tol1e-3 $recipe
 SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh main_deq_distill_seed1 network=deq prune.ratio=0.5 \
   finetune=distill seed=1  # a second seed, its own fresh cache (the wall time includes the teacher)
 # GPU only (where one is visible; PYTHON= the GPU machine's python): the same timings with CUDA events
