@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,9 +45,20 @@ TINY_NETWORKS = {
 }
 
 
-def tiny_overrides(overrides: tuple[str, ...]) -> list[str]:
+def tiny_overrides(overrides: tuple[str, ...] = ()) -> list[str]:
     network = next((o.split("=", 1)[1] for o in overrides if o.startswith("network=")), "e2e_varnet")
     return [*TINY_DATA, *TINY_NETWORKS.get(network, [])]
+
+
+def spade_cli(*args: str, cwd: Path, cache: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m spade_pl ARGS`` in ``cwd`` (outputs under ``cwd/logs``), its cache in ``cache``."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    if cache is not None:
+        env["SPADE_PL_CACHE"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-m", "spade_pl", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

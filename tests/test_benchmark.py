@@ -10,8 +10,9 @@ from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.models import DEQ
 from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.pipeline import Run, use_tf32
+from spade_pl.pipeline import use_tf32
 from spade_pl.pruning.spade import PruneSettings, prune_network
+from spade_pl.teacher import teacher_key
 
 
 def _batch(size: int = 16, coils: int = 3, batch: int = 2) -> MRISample:
@@ -61,4 +62,4 @@ def test_allow_tf32_switches_torch_and_separates_cached_teachers(make_cfg):
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
-    assert Run(make_cfg()).teacher_key() != Run(make_cfg("allow_tf32=true")).teacher_key()
+    assert teacher_key(make_cfg()) != teacher_key(make_cfg("allow_tf32=true"))

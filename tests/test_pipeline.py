@@ -2,14 +2,13 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from conftest import spade_cli
 from spade_pl.errors import SpadeInputError
 from spade_pl.pipeline import run
 
@@ -43,12 +42,6 @@ def test_every_logger_works_offline(make_cfg, tmp_path, logger, monkeypatch):
         assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
 
 
-def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "spade_pl", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -60,14 +53,14 @@ def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, override, message):
-    proc = _cli(*override.split(), f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    proc = spade_cli(*override.split(), f"paths.root_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_cli_unknown_group_option_is_hydras_message(tmp_path):
-    proc = _cli("network=nope", cwd=tmp_path)
+    proc = spade_cli("network=nope", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Could not find 'network/nope'" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf, open_dict
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
 from spade_pl.module import NonFiniteLossError
-from spade_pl.pipeline import Run, run
+from spade_pl.pipeline import run
+from spade_pl.teacher import teacher_key
 
 
 @pytest.fixture
@@ -157,9 +158,9 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
 
 
 def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
-    base = Run(make_cfg()).teacher_key()
-    assert Run(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")).teacher_key() == base
-    assert Run(make_cfg("network.lr=0.5")).teacher_key() != base
+    base = teacher_key(make_cfg())
+    assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
+    assert teacher_key(make_cfg("network.lr=0.5")) != base
 
 
 def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(make_cfg):

@@ -7,9 +7,13 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from spade_pl.errors import SpadeInputError
+
+log = logging.getLogger("spade_pl")
 
 
 def config_dir() -> str:
@@ -21,8 +25,22 @@ def config_dir() -> str:
     raise FileNotFoundError(f"spade_pl cannot find its Hydra configs (looked beside {here})")
 
 
+def optimized_value(cfg: DictConfig, results: dict) -> float | None:
+    """The value a sweeper (Optuna) optimises: ``optimized_metric`` of the last training stage's selection."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    value = results.get("validation", {}).get(name)
+    if value is None:
+        raise SpadeInputError(
+            f"optimized_metric={name!r} was not measured by this job; allowed: {sorted(results.get('validation', {}))}"
+        )
+    return float(value)
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Run one job. Bad input is one line: exit 2 for a single run; in a sweep, the job fails and the others run."""
     from spade_pl.pipeline import run  # after Hydra has parsed the command line: fast --help
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's root handlers print + file them
@@ -30,8 +48,11 @@ def main(cfg: DictConfig) -> None:
         logging.getLogger(name).propagate = True
 
     try:
-        run(cfg)
+        return optimized_value(cfg, run(cfg))
     except SpadeInputError as err:
+        log.error("error: %s", err)  # into the job's own log file as well
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra marks this job failed and reports it after the sweep's other jobs have run
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
 

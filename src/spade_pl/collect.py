@@ -1,47 +1,87 @@
-"""``python -m spade_pl.collect RUN_OR_SWEEP_DIR ... [--out DIR]``: one table for a sweep of spade runs.
+"""``python -m spade_pl.collect RUN_OR_SWEEP_DIR ... [--out DIR]``: one table and one plot for a sweep.
 
-Reads every ``results.json`` under the given folders (a Hydra multirun folder, or run folders), and
-writes ``sweep.csv`` and ``sweep.md`` (one row per run: ratio, strategy, PSNR/SSIM of each model,
-speed-up) into ``--out`` (default: the first folder), printing the markdown.
+Reads every ``results.json`` under the given folders (a Hydra multirun folder, or run folders) and writes into
+``--out`` (default: the first folder):
+
+- ``sweep.csv`` and ``sweep.md``: one row per job (ratio, strategy, PSNR/SSIM/ΔPSNR of every model by role,
+  measured speed-up, MAC bound, parameters), the same record every job sends to W&B as its summary;
+- ``pareto.png``: PSNR and SSIM vs measured speed-up, one curve per fine-tuning strategy, the dense model at
+  1x and the one-shot pruned models marked — quality against speed, the SPADE trade-off.
+
+Jobs of a sweep that left no ``results.json`` (failed or still running) are listed, not silently dropped.
+Every ``-m`` run also does this after each job and at its end (:class:`CollectSweep`, a Hydra callback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import logging
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from spade_pl.io_utils import atomic_write_text
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from spade_pl.io_utils import atomic_write, atomic_write_text
+from spade_pl.tracking import summary_record
+
+log = logging.getLogger(__name__)
+STRATEGY_STYLE = {"supervised": "tab:green", "distill": "tab:blue", "selfsup": "tab:orange"}
+# the markdown table's columns (sweep.csv has every key of the records)
+TABLE = {
+    "ratio": "ratio",
+    "strategy": "strategy",
+    "dense/psnr": "dense PSNR",
+    "one_shot/psnr": "one-shot PSNR",
+    "finetuned/psnr": "fine-tuned PSNR",
+    "finetuned/delta_psnr": "ΔPSNR vs dense",
+    "dense/ssim": "dense SSIM",
+    "finetuned/ssim": "fine-tuned SSIM",
+    "speedup_forward": "speed-up",
+    "mac_bound_forward": "MAC bound",
+    "model/psnr": "PSNR",
+    "model/ssim": "SSIM",
+}
 
 
 def rows_from(paths: list[Path]) -> list[dict[str, Any]]:
+    """One summary record per ``results.json`` below ``paths``, with the job's folder first."""
     rows = []
     for results_file in sorted(f for p in paths for f in p.rglob("results.json")):
-        results = json.loads(results_file.read_text())
-        row: dict[str, Any] = {
-            "run": str(results_file.parent),
-            "ratio": results.get("prune", {}).get("ratio"),
-            "strategy": next((m.split(" + ")[1] for m in results["models"] if " + " in m), "none"),
-        }
-        for name, entry in results["models"].items():
-            key = name.split(" + ")[0] if " + " not in name else "finetuned"
-            row[f"{key} psnr"] = round(entry["mean"]["psnr"], 3)
-            row[f"{key} ssim"] = round(entry["mean"]["ssim"], 4)
-        bench = results.get("benchmark")
-        row["speedup"] = round(bench["speedup_forward"], 3) if bench else None
-        row["mac bound"] = round(bench["mac_bound_forward"], 3) if bench else None
-        rows.append(row)
-    return rows
+        record = summary_record(json.loads(results_file.read_text()))
+        rows.append({"run": str(results_file.parent), **record})
+    return sorted(rows, key=lambda r: (str(r["strategy"]), r["ratio"] if r["ratio"] is not None else -1, r["run"]))
+
+
+def unfinished_jobs(paths: list[Path]) -> list[Path]:
+    """Hydra job folders (they hold ``.hydra/``) without a ``results.json``."""
+    return sorted(h.parent for p in paths for h in p.rglob(".hydra") if not (h.parent / "results.json").is_file())
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if key in ("speedup_forward", "mac_bound_forward"):
+        return f"{value:.2f}x"
+    if key.endswith("psnr"):
+        return f"{value:+.2f}" if "delta" in key else f"{value:.2f}"
+    if key.endswith("ssim"):
+        return f"{value:.4f}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    columns = [c for c in dict.fromkeys(k for row in rows for k in row) if c != "run"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("" if row.get(c) is None else str(row[c]) for c in columns) + " |" for row in rows]
+    """The headline columns (:data:`TABLE`) of every job, one row each."""
+    columns = [c for c in TABLE if any(c in row for row in rows)]
+    lines = ["| " + " | ".join(TABLE[c] for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(c, row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -53,6 +93,88 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
+    """PSNR and SSIM vs measured whole-forward speed-up; a curve per strategy, dense at 1x, one-shot marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [r for r in rows if r.get("speedup_forward") is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
+        curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        for r in timed:
+            if f"finetuned/{metric}" in r:
+                curves[r["strategy"]].append((r["speedup_forward"], r[f"finetuned/{metric}"], r["ratio"]))
+        for strategy, points in sorted(curves.items()):
+            points.sort()
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                "o-",
+                color=STRATEGY_STYLE.get(strategy),
+                label=f"pruned + {strategy}",
+            )
+            for x, y, ratio in points:
+                ax.annotate(f"{ratio:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        one_shot = sorted((r["speedup_forward"], r[f"one_shot/{metric}"]) for r in timed if f"one_shot/{metric}" in r)
+        if one_shot:
+            ax.plot(*zip(*one_shot, strict=True), "x", color="tab:red", label="pruned, one-shot")
+        dense = [r[f"dense/{metric}"] for r in rows if f"dense/{metric}" in r]
+        if dense:
+            ax.plot([1.0], [sum(dense) / len(dense)], "*", color="black", markersize=12, label="dense")
+        ax.set_xlabel("measured speed-up of the whole forward (x)")
+        ax.set_ylabel(f"test {metric.upper()}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("SPADE: quality vs speed (labels: pruning ratio)", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def collect(paths: list[Path], out: Path) -> str:
+    """Write sweep.csv, sweep.md and pareto.png for the jobs below ``paths`` into ``out``; return the markdown."""
+    rows = rows_from(paths)
+    if not rows:
+        raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
+    markdown = to_markdown(rows)
+    missing = unfinished_jobs(paths)
+    if missing:
+        markdown += f"\n{len(missing)} job(s) left no results.json (failed or unfinished): "
+        markdown += ", ".join(str(m) for m in missing) + "\n"
+    atomic_write_text(out / "sweep.csv", to_csv(rows))
+    atomic_write_text(out / "sweep.md", markdown)
+    plot_pareto(rows, out / "pareto.png")
+    return markdown
+
+
+class CollectSweep(Callback):
+    """Hydra callback: keeps ``sweep.md``, ``sweep.csv`` and ``pareto.png`` of a ``-m`` run up to date.
+
+    It collects after every job (so the table exists even when a failed job makes Hydra stop with an error at
+    the end, and shows progress while a long sweep runs) and once more, printing the table, when the sweep ends.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            sweep_dir = Path(config.hydra.runtime.output_dir).parent
+            with contextlib.suppress(FileNotFoundError):
+                collect([sweep_dir], sweep_dir)
+                log.info("[collect] updated %s/sweep.{md,csv} and pareto.png", sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            markdown = collect([sweep_dir], sweep_dir)
+        except FileNotFoundError:
+            log.warning("[collect] no job of %s wrote results.json: nothing to collect", sweep_dir)
+            return
+        print("\n" + markdown, flush=True)
+        log.info("[collect] wrote %s/sweep.{md,csv} and pareto.png", sweep_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path)
@@ -62,15 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    rows = rows_from(args.paths)
-    if not rows:
-        print(f"error: no results.json under {', '.join(map(str, args.paths))}", file=sys.stderr)
+    try:
+        print(collect(args.paths, args.out or args.paths[0]))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    out = args.out or args.paths[0]
-    markdown = to_markdown(rows)
-    atomic_write_text(out / "sweep.md", markdown)
-    atomic_write_text(out / "sweep.csv", to_csv(rows))
-    print(markdown)
     return 0
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from spade_pl.batch import magnitude, physics_of, zero_filled
 from spade_pl.data.transform import MRISample
+from spade_pl.distributed import gather_unique
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune.base import Objective
 from spade_pl.image_logging import log_panel, panel
@@ -57,8 +58,11 @@ class ReconModule(L.LightningModule):
         self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
         #: torch-pruning history of the pruned priors (None = dense); saved in checkpoints, replayed on load
         self.pruning_structure: dict[str, Any] | None = None
-        self._volumes: dict[str, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
+        # per test slice (volume, slice) -> (prediction, zero-filled, target) magnitudes
+        self._test_slices: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.test_results: dict[str, Any] = {}
+        #: one test slice (the middle slice of the first test volume) of each image, for the report's panel
+        self.example: dict[str, np.ndarray] = {}
 
     # ---- plumbing -------------------------------------------------------------------------------
     def forward(self, batch: MRISample) -> Tensor:
@@ -114,35 +118,40 @@ class ReconModule(L.LightningModule):
 
     def validation_step(self, batch: MRISample, batch_idx: int) -> None:
         loss, _ = self.objective(batch, self.network, self.teacher)
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname))
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname), sync_dist=True)
         self._log_solver("val")
         if not self.objective.uses_ground_truth:
             return  # ground-truth-free strategies never see the target, not even for monitoring
         prediction = magnitude(self(batch), batch.target)
         metrics = slice_metrics(prediction, batch.target)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=len(batch.fname))
+        self.log_dict(
+            {f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=len(batch.fname), sync_dist=True
+        )
         if batch_idx < self.hparams.num_log_images:
             self._log_panel(f"val/panel_{batch_idx}", batch, prediction)
 
     # ---- test ------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
-        self._volumes.clear()
+        self._test_slices.clear()
 
     def test_step(self, batch: MRISample, batch_idx: int) -> None:
         prediction = magnitude(self(batch), batch.target)
         self._log_solver("test")
         baseline = zero_filled(batch)
         for i, fname in enumerate(batch.fname):
-            arrays = (t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
-            self._volumes[fname].append((int(batch.slice_num[i]), *arrays))
+            arrays = tuple(t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
+            self._test_slices[(fname, int(batch.slice_num[i]))] = arrays
         if batch_idx < self.hparams.num_log_images:
             self._log_panel(f"test/panel_{batch_idx}", batch, prediction)
 
     def on_test_epoch_end(self) -> None:
+        """Score each volume once: under DDP the ranks' slices are gathered and the sampler's padding dropped."""
+        volumes: dict[str, list[tuple[int, tuple[np.ndarray, ...]]]] = defaultdict(list)
+        for (fname, slice_num), arrays in sorted(gather_unique(self._test_slices).items()):
+            volumes[fname].append((slice_num, arrays))
         per_volume = []
-        for fname, slices in sorted(self._volumes.items()):
-            slices.sort(key=lambda s: s[0])
-            pred, zf, gt = (np.stack([s[j] for s in slices]) for j in (1, 2, 3))
+        for fname, slices in volumes.items():
+            pred, zf, gt = (np.stack([arrays[j] for _, arrays in slices]) for j in range(3))
             recon = volume_metrics(pred, gt, self.hparams.metric_convention)
             zero = volume_metrics(zf, gt, self.hparams.metric_convention)
             per_volume.append(
@@ -150,8 +159,11 @@ class ReconModule(L.LightningModule):
             )
         keys = ("psnr", "ssim", "zf_psnr", "zf_ssim")
         mean = {k: float(np.mean([v[k] for v in per_volume])) for k in keys}
-        self.log_dict({f"test/{k}": v for k, v in mean.items()})
+        self.log_dict({f"test/{k}": v for k, v in mean.items()}, sync_dist=True)  # equal on every rank
         self.test_results = {"convention": self.hparams.metric_convention, "mean": mean, "per_volume": per_volume}
+        first = next(iter(volumes.values()))
+        prediction, zf, target = first[len(first) // 2][1]
+        self.example = {"prediction": prediction, "zero_filled": zf, "target": target}
 
     def _log_panel(self, key: str, batch: MRISample, prediction: Tensor) -> None:
         target = batch.target[0]

@@ -12,11 +12,7 @@
 from __future__ import annotations
 
 import copy
-import fcntl
-import hashlib
-import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +22,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from spade_pl.batch import physics_of
 from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, synthetic_batch
 from spade_pl.checkpoints import load_network_weights, read_checkpoint
 from spade_pl.data.datamodule import FastMRIDataModule
+from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.io_utils import atomic_write_json, atomic_write_text
 from spade_pl.models.base import MBDLNetwork
@@ -40,6 +36,8 @@ from spade_pl.module import ReconModule
 from spade_pl.pruning.callback import SpadePruning
 from spade_pl.pruning.spade import PruneSettings, PruningResult, prune_network
 from spade_pl.report import pruning_markdown, split_test_results, write_results
+from spade_pl.teacher import TeacherCache
+from spade_pl.tracking import Tracking, summary_record
 
 log = logging.getLogger(__name__)
 STAGES = ("spade", "pretrain", "test", "prune", "benchmark")
@@ -65,16 +63,27 @@ def network_choice(cfg: DictConfig) -> str:
 
 
 class Run:
-    """One Hydra run: its config, its output folder, its datamodule (built once, shared by every stage)."""
+    """One Hydra run: its config, its output folder, its datamodule (built once, shared by every stage).
+
+    Under DDP every rank builds its own ``Run`` (Lightning re-runs the command per rank) and goes through the
+    same stages; only rank 0 (``self.writer``) writes reports, benchmarks, caches and summaries.
+    """
 
     def __init__(self, cfg: DictConfig):
         require(cfg.stage in STAGES, f"stage={cfg.stage!r} is unknown; allowed: {', '.join(STAGES)}")
         self.cfg = cfg
         self.output_dir = Path(cfg.paths.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = is_writer()
         needs_maps = network_choice(cfg) if get_class(cfg.network.model._target_).needs_maps else None
         self.datamodule: FastMRIDataModule = build(cfg.data, require_maps=needs_maps)
         self.prune_settings = PruneSettings.from_config(cfg.prune)
+        self.tracking = Tracking(cfg, self.output_dir, build)
+        self.gpus = place_on_gpus(cfg.trainer.devices, cfg.trainer.accelerator)
+        if self.gpus:
+            torch.cuda.set_device(self.gpus[0])  # the benchmark and other plain-torch work follow the trainer
+        #: best ``val/loss`` (and any other monitored value) of the last training stage, for sweepers
+        self.validation: dict[str, float] = {}
 
     # ---- building blocks -------------------------------------------------------------------------
     def new_network(self) -> MBDLNetwork:
@@ -105,17 +114,6 @@ class Run:
         module.pruning_structure = structure
         return module
 
-    def loggers(self, stage: str) -> list[Logger]:
-        """Fresh loggers for one stage: CSV/TensorBoard version = stage; W&B one run per stage, grouped."""
-        loggers = []
-        for lcfg in (self.cfg.get("logger") or {}).values():
-            if lcfg is None:
-                continue
-            is_wandb = lcfg._target_.endswith("WandbLogger")
-            extra = {"name": f"{self.output_dir.name}-{stage}", "job_type": stage} if is_wandb else {"version": stage}
-            loggers.append(build(lcfg, **extra))
-        return loggers
-
     def trainer(self, stage: str, max_epochs: int = 1, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
         callbacks = list(extra_callbacks or [])
         for name, ccfg in (self.cfg.get("callbacks") or {}).items():
@@ -123,25 +121,30 @@ class Run:
                 continue
             extra = {"dirpath": str(self.output_dir / "checkpoints" / stage)} if name == "model_checkpoint" else {}
             callbacks.append(build(ccfg, **extra))
-        return build(self.cfg.trainer, max_epochs=max_epochs, callbacks=callbacks, logger=self.loggers(stage))
-
-    @staticmethod
-    def close(trainer: L.Trainer) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
+        placement = {"devices": self.gpus} if self.gpus else {}
+        return build(
+            self.cfg.trainer,
+            max_epochs=max_epochs,
+            callbacks=callbacks,
+            logger=self.tracking.loggers(stage),
+            **placement,
+        )
 
     def fit(self, stage: str, module: ReconModule, max_epochs: int, callbacks: list[Callback] | None = None) -> Path:
         """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model."""
         log.info("[%s] training for %d epoch(s), output in %s", stage, max_epochs, self.output_dir)
         trainer = self.trainer(stage, max_epochs, callbacks)
-        trainer.fit(module, datamodule=self.datamodule, ckpt_path=self.cfg.resume_from)
-        self.close(trainer)
+        try:
+            trainer.fit(module, datamodule=self.datamodule, ckpt_path=self.cfg.resume_from)
+        finally:
+            self.tracking.finish()
         final = self.output_dir / "checkpoints" / stage / "final.ckpt"
         trainer.save_checkpoint(final)
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = Path(checkpoint.best_model_path) if checkpoint is not None and checkpoint.best_model_path else None
         selected = best if best is not None and best.is_file() else final
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            self.validation = {checkpoint.monitor: float(checkpoint.best_model_score)}
         log.info("[%s] done; selected checkpoint %s", stage, selected)
         return selected
 
@@ -152,52 +155,23 @@ class Run:
         log.info("[test] evaluating %s on the held-out test volumes", name)
         module = self.new_module(network, NO_TRAINING)
         trainer = self.trainer(f"test-{name.replace(' ', '_')}", extra_callbacks=callbacks)
-        trainer.test(module, datamodule=self.datamodule, verbose=False)
-        self.close(trainer)
+        try:
+            trainer.test(module, datamodule=self.datamodule, verbose=False)
+        finally:
+            self.tracking.finish()
         if save_to is not None:
             trainer.save_checkpoint(save_to)
         return module
 
     # ---- the dense teacher -------------------------------------------------------------------------
-    def teacher_key(self) -> str:
-        """Everything that shapes the dense model: network, data, mask, pre-training recipe, trainer, seed."""
-        shaping = {
-            k: OmegaConf.to_container(self.cfg[k], resolve=True) if isinstance(self.cfg[k], DictConfig) else self.cfg[k]
-            for k in ("network", "data", "problem", "pretrain", "trainer", "seed")
-        }
-        shaping["data"].pop("num_workers", None)  # how fast data loads does not shape the model
-        shaping["trainer"].pop("default_root_dir", None)  # nor where this run writes its files
-        for key in ("finetune_lr", "finetune_epochs", "finetune_scheduler"):  # nor how pruned copies are tuned
-            shaping["network"].pop(key, None)
-        if self.cfg.allow_tf32:  # TF32 arithmetic trains a (slightly) different model; off keeps older keys
-            shaping["allow_tf32"] = True
-        blob = json.dumps(shaping, sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
     def dense_checkpoint(self) -> Path:
         """``ckpt_path`` if given, else the cached dense teacher for this config, trained once if allowed."""
         if self.cfg.ckpt_path:
             return Path(self.cfg.ckpt_path)
-        cached = Path(self.cfg.paths.cache_dir) / "teachers" / self.teacher_key() / "dense.ckpt"
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # parallel sweep jobs (joblib, submitit) wait here while the first one trains the shared teacher
-        with open(cached.parent / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if cached.is_file():
-                log.info("[teacher] reusing the cached dense model %s", cached)
-                return cached
-            if not self.cfg.pretrain.train_if_missing:
-                raise SpadeInputError(
-                    f"no dense teacher for this config at {cached} and pretrain.train_if_missing=false; "
-                    f"pass ckpt_path=/path/to/dense.ckpt or allow training"
-                )
-            log.info("[teacher] no cached dense model for this config: training one (cached for later runs)")
-            selected = self.pretrain()
-            tmp = cached.with_suffix(".tmp")
-            shutil.copyfile(selected, tmp)
-            OmegaConf.save(self.cfg, cached.parent / "config.yaml", resolve=False)
-            tmp.replace(cached)
-            return cached
+        cache = TeacherCache(self.cfg.paths.cache_dir, self.cfg)
+        return cache.get_or_train(
+            self.pretrain, allowed=self.cfg.pretrain.train_if_missing, run_id=str(self.output_dir), rank=rank()
+        )
 
     def dense_network(self, path: Path) -> MBDLNetwork:
         network, structure = self.load_network(path)
@@ -226,7 +200,10 @@ class Run:
         ckpt = self.fit(f"finetune-{name}", module, self.cfg.finetune.max_epochs)
         return self.load_network(ckpt)[0], ckpt
 
-    def benchmark(self, dense: MBDLNetwork, pruned: MBDLNetwork) -> dict[str, Any]:
+    def benchmark(self, dense: MBDLNetwork, pruned: MBDLNetwork) -> dict[str, Any] | None:
+        """Time dense vs pruned (rank 0 only: the other ranks' numbers would be neither needed nor fair)."""
+        if not self.writer:
+            return None
         settings = BenchmarkSettings(**self.cfg.benchmark)
         if settings.size is None:
             self.datamodule.prepare_data()
@@ -241,19 +218,6 @@ class Run:
         atomic_write_text(self.output_dir / "benchmark.md", text)
         print("\n" + text, flush=True)
         return result
-
-    def log_summary(self, results: dict[str, Any]) -> None:
-        """The headline numbers as one flat record for the dashboards (a 'report' run next to the stages)."""
-        summary = {f"{name}/{k}": v for name, entry in results["models"].items() for k, v in entry["mean"].items()}
-        bench = results.get("benchmark")
-        if bench:
-            for key in ("speedup_forward", "speedup_priors", "mac_bound_forward", "measured_over_bound"):
-                summary[f"benchmark/{key}"] = bench[key]
-        for logger in self.loggers("report"):
-            logger.log_metrics(summary)
-            logger.save()
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
 
     def report(
         self, tested: dict[str, ReconModule], extra: dict[str, Any] | None = None, extra_markdown: str = ""
@@ -270,8 +234,13 @@ class Run:
             },
             **(extra or {}),
         }
-        text = write_results(self.output_dir, results, extra_markdown)
-        self.log_summary(results)
+        if self.validation:
+            results["validation"] = self.validation
+        if not self.writer:
+            return results
+        examples = {name: module.example for name, module in tested.items() if module.example}
+        text = write_results(self.output_dir, results, extra_markdown, examples)
+        self.tracking.log_summary(summary_record(results), self.output_dir / "results.png")
         print("\n" + text, flush=True)
         log.info("[report] wrote %s/results.{json,md,png}", self.output_dir)
         return results
@@ -295,8 +264,10 @@ def run_spade(r: Run) -> dict[str, Any]:
             final, ckpt = r.finetune(pruned, teacher=dense)
             extra["finetuned_checkpoint"] = str(ckpt)
             tested[f"pruned + {r.cfg.finetune.name}"] = r.test(f"pruned + {r.cfg.finetune.name}", final)
-        extra["benchmark"] = r.benchmark(dense, final)
-        markdown += "\n" + benchmark_markdown(extra["benchmark"])
+        bench = r.benchmark(dense, final)
+        if bench is not None:
+            extra["benchmark"] = bench
+            markdown += "\n" + benchmark_markdown(bench)
     return r.report(tested, extra, markdown)
 
 
@@ -312,6 +283,11 @@ def use_tf32(allowed: bool) -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run ``cfg.stage``; returns what it produced (checkpoint paths and/or results)."""
+    with job_scope():
+        return run_stage(cfg)
+
+
+def run_stage(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     use_tf32(bool(cfg.allow_tf32))
     r = Run(cfg)
@@ -340,4 +316,4 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     batch = next(iter(r.datamodule.val_dataloader()))
     pruned = copy.deepcopy(dense)
     prune_network(pruned, batch.masked_kspace, physics_of(batch), r.prune_settings)
-    return r.benchmark(dense, pruned)
+    return r.benchmark(dense, pruned) or {}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from spade_pl.io_utils import atomic_write, atomic_write_json, atomic_write_text
 
@@ -45,21 +48,50 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(results: dict[str, Any], path: Path) -> None:
-    """Bar chart of mean PSNR and SSIM per model."""
+def plot_results(
+    results: dict[str, Any], path: Path, examples: Mapping[str, Mapping[str, np.ndarray]] | None = None
+) -> None:
+    """One test slice per model with its error map (x5) above bar charts of mean PSNR and SSIM per model.
+
+    ``examples`` maps a model name to its ``ReconModule.example`` (prediction, zero-filled, target of the
+    same slice); without them only the bars are drawn.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     models = results["models"]
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.4 * len(models), 3.2))
-    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
+    examples = dict(examples or {})
+    images: dict[str, np.ndarray] = {}
+    if examples:
+        first = next(iter(examples.values()))
+        images = {"zero-filled": first["zero_filled"], **{n: e["prediction"] for n, e in examples.items()}}
+    columns = max(len(images) + 1, 2)
+    image_rows = 2 if images else 0
+    fig = plt.figure(figsize=(max(2.2 * columns, 2 + 1.4 * len(models)), 2.3 * image_rows + 3.4))
+    grid = fig.add_gridspec(image_rows + 1, columns, height_ratios=[1] * image_rows + [1.4])
+    if images:
+        target = first["target"]
+        scale = max(float(target.max()), 1e-12)
+        for col, (name, image) in enumerate([*images.items(), ("ground truth", target)]):
+            ax = fig.add_subplot(grid[0, col])
+            ax.imshow(image / scale, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+            if name != "ground truth":
+                err = fig.add_subplot(grid[1, col])
+                err.imshow(np.abs(image - target) / scale * 5, cmap="magma", vmin=0, vmax=1)
+                err.set_title(f"|error| x5, {name}", fontsize=7)
+                err.axis("off")
+    half = columns // 2
+    for span, metric in zip((slice(0, half), slice(half, columns)), ("psnr", "ssim"), strict=True):
+        ax = fig.add_subplot(grid[image_rows, span])
         values = [m["mean"][metric] for m in models.values()]
         ax.bar(list(models), values, color="tab:blue")
-        ax.set_title(f"{metric.upper()} ({results['convention']})")
+        ax.set_title(f"mean {metric.upper()} ({results['convention']})", fontsize=9)
         ax.set_ylim(min(values) * 0.95, max(values) * 1.01)
-        ax.tick_params(axis="x", rotation=30)
+        ax.tick_params(axis="x", rotation=30, labelsize=7)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
@@ -90,10 +122,15 @@ def pruning_markdown(reports: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(output_dir: Path, results: dict[str, Any], extra_markdown: str = "") -> str:
-    """Write results.json, results.md and results.png into ``output_dir``; return the markdown."""
+def write_results(
+    output_dir: Path,
+    results: dict[str, Any],
+    extra_markdown: str = "",
+    examples: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+) -> str:
+    """Write results.png, results.md and, last (it marks the stage as finished), results.json; return the markdown."""
     text = markdown_table(results) + extra_markdown
-    atomic_write_json(output_dir / "results.json", results)
+    plot_results(results, output_dir / "results.png", examples)
     atomic_write_text(output_dir / "results.md", text)
-    plot_results(results, output_dir / "results.png")
+    atomic_write_json(output_dir / "results.json", results)
     return text

@@ -1,0 +1,156 @@
+"""Sweeps (-m with the basic, joblib, submitit and Optuna sweepers/launchers) and DDP, run as users run them:
+the real CLI in a subprocess, on tiny sizes, each on a cold teacher cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import spade_cli, tiny_overrides
+
+FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "benchmark.repeats=1", "benchmark.warmup=0"]
+EPOCHS = ["pretrain.max_epochs=1", "finetune.max_epochs=1"]
+
+
+def sweep_dir(root: Path, task: str = "spade") -> Path:
+    (found,) = (root / "logs" / task / "multiruns").iterdir()
+    return found
+
+
+def jobs(sweep: Path) -> list[Path]:
+    return sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+
+
+def teachers(cache: Path) -> list[Path]:
+    return sorted((cache / "teachers").glob("*/dense.ckpt"))
+
+
+def test_parallel_joblib_sweep_trains_one_teacher_and_collects_the_grid(tmp_path):
+    cache = tmp_path / "cache"
+    proc = spade_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "prune.ratio=0.25,0.5",
+        "finetune=distill,supervised",
+        *tiny_overrides(),
+        *FAST,
+        *EPOCHS,
+        cwd=tmp_path,
+        cache=cache,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    done = jobs(sweep)
+    assert len(done) == 4 and all((j / "results.json").is_file() for j in done)
+    assert len(teachers(cache)) == 1
+    trained_here = [j for j in done if (j / "checkpoints" / "pretrain").is_dir()]
+    assert len(trained_here) == 1  # the other three waited for it and reused it
+    dense = {json.dumps(json.loads((j / "results.json").read_text())["models"]["dense"]) for j in done}
+    assert len(dense) == 1  # every job compared against the same teacher
+    table = (sweep / "sweep.md").read_text().splitlines()
+    assert table[0].startswith("| ratio | strategy | dense PSNR | one-shot PSNR | fine-tuned PSNR |")
+    assert len([line for line in table if line.startswith(("| 0.25 |", "| 0.5 |"))]) == 4
+    assert (sweep / "sweep.csv").read_text().count("\n") == 5
+    assert (sweep / "pareto.png").stat().st_size > 10_000
+
+
+def test_grid_experiment_is_one_sweep_of_ratios_times_strategies(make_cfg):
+    cfg = make_cfg("experiment=grid", tiny=False)
+    params = dict(cfg.hydra.sweeper.params)
+    assert params == {"prune.ratio": "0.25,0.5,0.75", "finetune": "supervised,distill,selfsup"}
+    assert cfg.task_name == "grid"
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep(tmp_path):
+    cache = tmp_path / "cache"
+    proc = spade_cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "prune.ratio=0.25,0.5",
+        "finetune=distill",
+        *tiny_overrides(),
+        *FAST,
+        *EPOCHS,
+        cwd=tmp_path,
+        cache=cache,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    assert sum((j / "results.json").is_file() for j in jobs(sweep)) == 2
+    assert len(teachers(cache)) == 1
+    assert (sweep / "pareto.png").is_file()
+
+
+def test_a_bad_job_fails_alone_and_the_sweep_reports_it(tmp_path):
+    proc = spade_cli(
+        "-m", "prune.ratio=1.5,0.5", "finetune=none", *tiny_overrides(), *FAST, *EPOCHS, cwd=tmp_path, cache=tmp_path
+    )
+    assert proc.returncode != 0  # Hydra reports the failed job once the sweep is over
+    assert "prune.ratio=1.5 is invalid; allowed: 0 <= ratio < 1" in proc.stderr
+    sweep = sweep_dir(tmp_path)
+    bad, good = jobs(sweep)
+    assert not (bad / "results.json").exists() and (good / "results.json").is_file()
+    assert "prune.ratio=1.5 is invalid" in (bad / "__main__.log").read_text()
+    summary = (sweep / "sweep.md").read_text()
+    assert "| 0.5 | none |" in summary and f"1 job(s) left no results.json (failed or unfinished): {bad}" in summary
+
+
+def test_optuna_search_optimises_the_ground_truth_free_validation_loss(tmp_path):
+    proc = spade_cli(
+        "hparams_search=finetune_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "finetune.max_epochs=1",
+        *tiny_overrides(),
+        *FAST,
+        "pretrain.max_epochs=1",
+        cwd=tmp_path,
+        cache=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["name"] == "optuna" and "finetune.optimizer.lr" in best["best_params"]
+    losses = [json.loads((j / "results.json").read_text())["validation"]["val/loss"] for j in jobs(sweep)]
+    assert best["best_value"] == pytest.approx(min(losses))
+
+
+def _ddp_data() -> list[str]:
+    """The tiny data with an odd number of test slices (3), so DistributedSampler must pad a rank."""
+    keep = [o for o in tiny_overrides() if not o.startswith(("+data.builder.slab_slices", "+data.builder.last_slice"))]
+    return [*keep, "+data.builder.slab_slices=3", "+data.builder.last_slice=90"]
+
+
+def _results(root: Path, kind: str = "runs") -> dict:
+    (run_dir,) = [p for p in (root / "logs" / "spade" / kind).iterdir() if (p / "results.json").is_file()]
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_ddp_on_two_cpu_processes_runs_the_whole_job_and_tests_like_one_device(tmp_path):
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    cache = tmp_path / "cache"
+    job = spade_cli(*ddp, *_ddp_data(), *FAST, *EPOCHS, "finetune=distill", cwd=tmp_path / "job", cache=cache)
+    assert job.returncode == 0, job.stderr[-3000:]
+    whole = _results(tmp_path / "job")
+    assert whole["num_volumes"] == 1 and list(whole["models"])[-1] == "pruned + distill"
+    (dense,) = teachers(cache)  # trained under DDP on the cold cache, then cached by rank 0
+    run_dirs = list((tmp_path / "job" / "logs" / "spade" / "runs").iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "ddp_rank_1.log").is_file()  # one folder for both ranks
+
+    per_device = {}
+    for name, extra in (("one", ["trainer.accelerator=cpu"]), ("two", ddp)):
+        proc = spade_cli("stage=test", f"ckpt_path={dense}", *_ddp_data(), *extra, cwd=tmp_path / name, cache=cache)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        per_device[name] = _results(tmp_path / name)["models"]
+    one, two = per_device["one"], per_device["two"]
+    assert one["model"]["per_volume"][0]["volume"] == two["model"]["per_volume"][0]["volume"]
+    for model in ("zero-filled", "model"):
+        for metric in ("psnr", "ssim"):
+            assert two[model]["mean"][metric] == pytest.approx(one[model]["mean"][metric], abs=1e-6)
+    assert two["model"]["mean"] == pytest.approx(whole["models"]["dense"]["mean"], abs=1e-6)
