@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all lint benchmark clean
+.PHONY: setup demo test test-fast lint benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -26,13 +26,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(PY) -m spade_pl
 
-## The default (fast) test suite.
+## Every test, the slow end-to-end ones (real sweeps in subprocesses) included: what CI runs.
 test: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
-
-## Every test, the slow end-to-end ones included.
-test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## The quick loop while developing: everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests experiments

@@ -41,3 +41,6 @@ if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cu
   ./run_experiment.sh gpu_bench_deq_paper $deq
   ./run_experiment.sh gpu_bench_deq_paper_tf32 $deq allow_tf32=true
 fi
+# the SPADE grid on the embedded default: ratios 0.25/0.5/0.75 x supervised/distill/selfsup, E2E-VarNet, one
+# sweep (one teacher, its own fresh cache so the wall time includes it): sweep.md, sweep.csv, pareto.png
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh grid_e2e_varnet -m experiment=grid

@@ -124,7 +124,7 @@ def test_auto_split_by_volume(tmp_path):
         _hand_written_fastmri_file(tmp_path / f"vol{i}.h5")
     dm = FastMRIDataModule(root=str(tmp_path), mask=MASK, split_fractions=[0.6, 0.2, 0.2])
     dm.setup()
-    names = {s: {raw.fname.name for raw in dm.datasets[s].raw_samples} for s in ("train", "val", "test")}
+    names = {s: {raw.fname.name for raw in dm._dataset(s).raw_samples} for s in ("train", "val", "test")}
     assert [len(v) for v in names.values()] == [3, 1, 1]
     assert set.union(*names.values()) == {f"vol{i}.h5" for i in range(5)}
 
@@ -138,7 +138,7 @@ def test_split_file(tmp_path):
     split.write_text(json.dumps({"train": ["vol0.h5"], "val": ["vol1.h5"], "test": ["vol2.h5"]}))
     dm = FastMRIDataModule(root=str(data), mask=MASK, split_file=str(split))
     dm.setup("test")
-    assert {raw.fname.name for raw in dm.datasets["test"].raw_samples} == {"vol2.h5"}
+    assert {raw.fname.name for raw in dm._dataset("test").raw_samples} == {"vol2.h5"}
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

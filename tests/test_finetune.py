@@ -10,7 +10,8 @@ from spade_pl.data.embedded import birdcage_maps
 from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
-from spade_pl.finetune.rotate import rotate, rotate_complex
+from spade_pl.finetune.selfsup import relative_error
+from spade_pl.finetune.transforms import Rotations, rotate, rotate_complex
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.mri import MultiCoilMRI
@@ -96,20 +97,44 @@ def test_distill_without_teacher_is_refused():
 
 def test_selfsup_is_zero_for_an_exact_equivariant_inverse():
     batch = _batch(full=True)
-    objective = SelfSupervised(num_transforms=3, angles=[90, 180, 270])
+    objective = SelfSupervised(Rotations([90, 180, 270], num_transforms=3))
     loss, logs = objective(batch, ZeroFilledSense(1.0))
     assert loss.item() < 1e-6, logs  # float32 round-off only
     wrong, _ = objective(batch, ZeroFilledSense(0.7))
     assert wrong.item() > 1e-3
 
 
+def test_selfsup_terms_are_relative_errors_on_one_scale():
+    batch = _batch()
+    scaled = batch._replace(masked_kspace=batch.masked_kspace * 1000)
+    objective = SelfSupervised(Rotations(num_transforms=2))
+    student = ZeroFilledSense(0.7).eval()  # eval: the same rotations for both calls
+    loss, logs = objective(batch, student)
+    loss_scaled, _ = objective(scaled, student)
+    assert loss_scaled.item() == pytest.approx(loss.item(), rel=1e-4)  # the data's scale does not matter
+    assert 0.05 < logs["selfsup_mc"].item() < 1 and 0.05 < logs["selfsup_ei"].item() < 2
+    x = torch.randn(2, 5, 5, 2)
+    assert relative_error(2 * x, x).item() == pytest.approx(1.0)
+    assert relative_error(x, x, torch.zeros(2, 5, 5, 1)).item() == 0.0
+
+
 def test_selfsup_gradients_reach_the_student():
     student = _tiny_varnet(1).train()
-    loss, logs = SelfSupervised(num_transforms=2)(_batch(), student)
+    loss, logs = SelfSupervised(Rotations(num_transforms=2))(_batch(), student)
     loss.backward()
-    assert set(logs) == {"selfsup_dc", "selfsup_ei"}
+    assert set(logs) == {"selfsup_mc", "selfsup_ei"}
     grads = [p.grad for p in student.parameters() if p.requires_grad]
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_selfsup_operator_is_fixed_by_the_teacher_maps():
+    batch = _batch(with_maps=False)
+    student, teacher = _tiny_varnet(1), _tiny_varnet(0).eval()
+    physics = MultiCoilMRI(mask=batch.mask, num_low_frequencies=6)
+    with_teacher = SelfSupervised.fixed_operator(batch.masked_kspace, physics, student, teacher).maps
+    assert torch.equal(with_teacher, teacher.measurement_physics(batch.masked_kspace, physics).maps)
+    own = SelfSupervised.fixed_operator(batch.masked_kspace, physics, student, None).maps
+    assert not own.requires_grad and not torch.equal(own, with_teacher)
 
 
 def test_selfsup_uses_estimated_maps_for_e2e_varnet_and_refuses_without_any():
@@ -118,9 +143,24 @@ def test_selfsup_uses_estimated_maps_for_e2e_varnet_and_refuses_without_any():
         SelfSupervised()(_batch(with_maps=False), ZeroFilledSense())
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 24, 16, 2), (1, 4, 16, 24, 2)])
+def test_selfsup_runs_on_non_square_kspace(shape):
+    """Real fastMRI k-space is never square: 90°/270° must not change the image shape (the crash of issue 10)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(*shape, generator=g)
+    mask = torch.zeros(1, 1, 1, shape[3], 1, dtype=torch.bool)
+    mask[..., ::2, :] = True
+    mask[..., shape[3] // 2 - 2 : shape[3] // 2 + 2, :] = True
+    batch = MRISample(y * mask, mask, torch.tensor([4]), torch.zeros(1, *shape[2:4]), torch.empty(0), ["f"], [0])
+    student = _tiny_varnet(1).train()
+    loss, _ = SelfSupervised(Rotations([90, 270, 45], num_transforms=3))(batch, student)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 def test_selfsup_validation_angles_are_fixed():
-    objective = SelfSupervised(num_transforms=2)
-    assert objective._draw_angles(training=False) == objective._draw_angles(training=False)
+    rotations = Rotations(angles=None, num_transforms=3)
+    assert rotations.sample(training=False) == rotations.sample(training=False)
 
 
 def test_rotations():
@@ -137,9 +177,26 @@ def test_rotations():
     assert torch.equal(rotate_complex(maps, 90)[:, 1], rotate_complex(maps[:, 1], 90))
 
 
+def test_exact_rotations_of_non_square_images_keep_the_shape_and_the_centre():
+    wide = torch.zeros(1, 1, 6, 10)
+    wide[..., 2:4, 4:6] = 1.0  # a centred block survives a quarter turn
+    wide[..., 0, 0] = 5.0  # a corner falls outside the crop
+    turned = rotate(wide, 90)
+    assert turned.shape == wide.shape
+    assert torch.equal(turned[..., 2:4, 4:6], torch.ones(1, 1, 2, 2)) and turned.max() == 1.0
+    assert torch.equal(rotate(wide, 180), torch.rot90(wide, 2, (-2, -1)))
+    valid = Rotations.valid(torch.zeros(1, 6, 10, 2), 90)
+    assert valid.shape == (1, 6, 10, 1) and valid[0, :, 2:8].all() and not valid[0, :, :2].any()
+    assert Rotations.valid(torch.zeros(1, 8, 8, 2), 45)[0, 0, 0, 0] == 0  # an empty corner
+
+
 def test_bad_selfsup_settings():
     with pytest.raises(SpadeInputError, match="num_transforms=0 is invalid"):
-        SelfSupervised(num_transforms=0)
+        Rotations(num_transforms=0)
+    with pytest.raises(SpadeInputError, match=r"angles=\[360\] is invalid"):
+        Rotations(angles=[360])
+    with pytest.raises(SpadeInputError, match="ei_weight=-1 is invalid"):
+        SelfSupervised(ei_weight=-1)
 
 
 def test_objectives_do_not_touch_the_teacher_state():

@@ -16,12 +16,13 @@ from spade_pl.teacher import teacher_key
 
 @pytest.fixture
 def poisoned_ground_truth(monkeypatch):
-    """Every train and val target is NaN: only the test split (the final report) keeps its ground truth."""
+    """Every target that training or validation can see is NaN, whichever split they read (test-time adaptation
+    fits on the test split): only the final report's datasets keep their ground truth."""
     original = FastMRIDataModule._dataset
 
-    def poisoned(self, split):
-        dataset = original(self, split)
-        if split in ("train", "val") and not getattr(dataset.transform, "poisoned", False):
+    def poisoned(self, split, purpose="eval"):
+        dataset = original(self, split, purpose)
+        if purpose == "fit" and not getattr(dataset.transform, "poisoned", False):
             inner = dataset.transform
 
             def transform(*args):
@@ -40,13 +41,15 @@ def dense_ckpt(make_cfg):
     return run(make_cfg("stage=pretrain", "debug=limit"))["checkpoint"]
 
 
+@pytest.mark.parametrize("data", ["train", "test"])
 @pytest.mark.parametrize("strategy", ["distill", "selfsup"])
 def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
-    make_cfg, dense_ckpt, poisoned_ground_truth, strategy
+    make_cfg, dense_ckpt, poisoned_ground_truth, strategy, data, tmp_path
 ):
     out = run(
         make_cfg(
             f"finetune={strategy}",
+            f"finetune.data={data}",
             f"ckpt_path={dense_ckpt}",
             "debug=limit",
             "finetune.max_epochs=2",
@@ -54,9 +57,18 @@ def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
             "benchmark.warmup=0",
         )
     )
-    tuned = out["models"][f"pruned + {strategy}"]["mean"]
+    name = f"pruned + {strategy}" + (" (test-time)" if data == "test" else "")
+    tuned = out["models"][name]["mean"]
     assert all(torch.isfinite(torch.tensor(v)) for v in tuned.values())
     assert Path(out["finetuned_checkpoint"]).name == "best.ckpt"  # selected by the finite, GT-free val/loss
+    markdown = (tmp_path / "run" / "results.md").read_text()
+    assert f"| {name} |" in markdown
+    assert ("test-time: the pruned network was fine-tuned on the measurements" in markdown) == (data == "test")
+
+
+def test_test_time_adaptation_is_refused_for_the_supervised_strategy(make_cfg, dense_ckpt):
+    with pytest.raises(SpadeInputError, match="finetune.data=test adapts to the test split's measurements"):
+        run(make_cfg("finetune=supervised", "finetune.data=test", f"ckpt_path={dense_ckpt}", "debug=limit"))
 
 
 def test_supervised_reads_ground_truth_so_poisoned_data_stops_it_with_a_clear_error(
@@ -114,9 +126,10 @@ def test_collect_makes_one_table_for_a_sweep(make_cfg, tmp_path, capsys):
     (tmp_path / "run").rename(tmp_path / "sweep_1")
     assert collect([str(tmp_path / "sweep_0"), str(tmp_path / "sweep_1"), "--out", str(tmp_path)]) == 0
     md = (tmp_path / "sweep.md").read_text().splitlines()
-    assert md[0].startswith("| ratio | strategy | zero-filled psnr |") and len(md) == 4
-    assert "| 0.5 | supervised |" in md[2] and "| 0.25 | supervised |" in md[3]
+    assert md[0].startswith("| ratio | strategy | dense PSNR | one-shot PSNR | fine-tuned PSNR |") and len(md) == 4
+    assert "| 0.25 | supervised |" in md[2] and "| 0.5 | supervised |" in md[3]  # sorted by strategy, ratio
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 3
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
     assert collect([str(tmp_path / "nothing")]) == 2
     assert "error: not a folder" in capsys.readouterr().err
 

@@ -154,3 +154,13 @@ def test_ddp_on_two_cpu_processes_runs_the_whole_job_and_tests_like_one_device(t
         for metric in ("psnr", "ssim"):
             assert two[model]["mean"][metric] == pytest.approx(one[model]["mean"][metric], abs=1e-6)
     assert two["model"]["mean"] == pytest.approx(whole["models"]["dense"]["mean"], abs=1e-6)
+
+
+def test_slurm_launcher_config_gives_each_job_its_gpus(make_cfg):
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg("hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu", tiny=False)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert get_class(launcher["_target_"]).__name__ == "SlurmLauncher"
+    assert (launcher["gpus_per_node"], launcher["tasks_per_node"], launcher["partition"]) == (4, 4, "gpu")

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import logging
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -118,9 +119,15 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
             )
             for x, y, ratio in points:
                 ax.annotate(f"{ratio:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        one_shot = sorted((r["speedup_forward"], r[f"one_shot/{metric}"]) for r in timed if f"one_shot/{metric}" in r)
+        one_shot: dict[float, list[tuple[float, float]]] = defaultdict(list)  # the same model in every job of a ratio
+        for r in timed:
+            if f"one_shot/{metric}" in r:
+                one_shot[r["ratio"]].append((r["speedup_forward"], r[f"one_shot/{metric}"]))
         if one_shot:
-            ax.plot(*zip(*one_shot, strict=True), "x", color="tab:red", label="pruned, one-shot")
+            points = [(statistics.median(p[0] for p in v), v[0][1]) for v in one_shot.values()]
+            ax.plot(
+                *zip(*sorted(points), strict=True), "x", color="tab:red", label="pruned, one-shot (median speed-up)"
+            )
         dense = [r[f"dense/{metric}"] for r in rows if f"dense/{metric}" in r]
         if dense:
             ax.plot([1.0], [sum(dense) / len(dense)], "*", color="black", markersize=12, label="dense")

@@ -41,6 +41,7 @@ from spade_pl.tracking import Tracking, summary_record
 
 log = logging.getLogger(__name__)
 STAGES = ("spade", "pretrain", "test", "prune", "benchmark")
+TEST_TIME = "test-time"
 NO_TRAINING = OmegaConf.create({})
 
 
@@ -77,6 +78,7 @@ class Run:
         self.writer = is_writer()
         needs_maps = network_choice(cfg) if get_class(cfg.network.model._target_).needs_maps else None
         self.datamodule: FastMRIDataModule = build(cfg.data, require_maps=needs_maps)
+        self.datamodule.evaluating_on(cfg.get("eval_split", "test"))
         self.prune_settings = PruneSettings.from_config(cfg.prune)
         self.tracking = Tracking(cfg, self.output_dir, build)
         self.gpus = place_on_gpus(cfg.trainer.devices, cfg.trainer.accelerator)
@@ -130,12 +132,14 @@ class Run:
             **placement,
         )
 
-    def fit(self, stage: str, module: ReconModule, max_epochs: int, callbacks: list[Callback] | None = None) -> Path:
+    def fit(
+        self, stage: str, module: ReconModule, max_epochs: int, datamodule: FastMRIDataModule | None = None
+    ) -> Path:
         """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model."""
         log.info("[%s] training for %d epoch(s), output in %s", stage, max_epochs, self.output_dir)
-        trainer = self.trainer(stage, max_epochs, callbacks)
+        trainer = self.trainer(stage, max_epochs)
         try:
-            trainer.fit(module, datamodule=self.datamodule, ckpt_path=self.cfg.resume_from)
+            trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=self.cfg.resume_from)
         finally:
             self.tracking.finish()
         final = self.output_dir / "checkpoints" / stage / "final.ckpt"
@@ -152,7 +156,7 @@ class Run:
         self, name: str, network: MBDLNetwork, callbacks: list[Callback] | None = None, save_to: Path | None = None
     ) -> ReconModule:
         """Evaluate ``network`` on the test split (``module.test_results``); optionally save it afterwards."""
-        log.info("[test] evaluating %s on the held-out test volumes", name)
+        log.info("[test] evaluating %s on the held-out %s volumes", name, self.datamodule.eval_split)
         module = self.new_module(network, NO_TRAINING)
         trainer = self.trainer(f"test-{name.replace(' ', '_')}", extra_callbacks=callbacks)
         try:
@@ -193,12 +197,32 @@ class Run:
         return module, callback.result, path
 
     def finetune(self, pruned: ReconModule, teacher: MBDLNetwork) -> tuple[MBDLNetwork, Path]:
+        """Fine-tune a copy of the pruned network on the training split, or, for test-time adaptation
+        (``finetune.data=test``), on the measurements of the test split (never its ground truth)."""
         name = self.cfg.finetune.name
         module = self.new_module(
             copy.deepcopy(pruned.network), self.cfg.finetune, teacher=teacher, structure=pruned.pruning_structure
         )
-        ckpt = self.fit(f"finetune-{name}", module, self.cfg.finetune.max_epochs)
+        datamodule = None
+        if self.adapts_to_test():
+            require(
+                not module.objective.uses_ground_truth,
+                f"finetune.data=test adapts to the test split's measurements, and finetune={name} would read its "
+                f"ground truth; allowed with finetune=distill or finetune=selfsup",
+            )
+            datamodule = self.datamodule.fitting_on(self.datamodule.eval_split)
+        ckpt = self.fit(f"finetune-{name}", module, self.cfg.finetune.max_epochs, datamodule)
         return self.load_network(ckpt)[0], ckpt
+
+    def adapts_to_test(self) -> bool:
+        data = self.cfg.finetune.get("data", "train")
+        require(data in ("train", "test"), f"finetune.data={data!r} is invalid; allowed: train, test (test-time)")
+        return data == "test"
+
+    def finetuned_name(self) -> str:
+        """How reports name the fine-tuned model; test-time adaptation is labelled as such everywhere."""
+        suffix = f" ({TEST_TIME})" if self.adapts_to_test() else ""
+        return f"pruned + {self.cfg.finetune.name}{suffix}"
 
     def benchmark(self, dense: MBDLNetwork, pruned: MBDLNetwork) -> dict[str, Any] | None:
         """Time dense vs pruned (rank 0 only: the other ranks' numbers would be neither needed nor fair)."""
@@ -226,6 +250,7 @@ class Run:
         first = next(iter(tested.values())).test_results
         results: dict[str, Any] = {
             "stage": self.cfg.stage,
+            "split": self.datamodule.eval_split,
             "convention": first["convention"],
             "num_volumes": len(first["per_volume"]),
             "models": {
@@ -263,7 +288,12 @@ def run_spade(r: Run) -> dict[str, Any]:
         if r.cfg.finetune.get("objective"):
             final, ckpt = r.finetune(pruned, teacher=dense)
             extra["finetuned_checkpoint"] = str(ckpt)
-            tested[f"pruned + {r.cfg.finetune.name}"] = r.test(f"pruned + {r.cfg.finetune.name}", final)
+            tested[r.finetuned_name()] = r.test(r.finetuned_name(), final)
+            if r.adapts_to_test():
+                markdown += (
+                    f"\n{TEST_TIME}: the pruned network was fine-tuned on the measurements of the very volumes it is "
+                    f"scored on (scan-specific adaptation, the SPADE paper's protocol; no ground truth read).\n"
+                )
         bench = r.benchmark(dense, final)
         if bench is not None:
             extra["benchmark"] = bench

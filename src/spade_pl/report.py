@@ -31,7 +31,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     models: dict[str, Any] = results["models"]
     ref = models.get("dense", {}).get("mean", {}).get("psnr")
     lines = [
-        f"Test metrics ({results['convention']} convention, {results.get('num_volumes', '?')} held-out volumes)",
+        f"Metrics on the {results.get('split', 'test')} split ({results['convention']} convention, "
+        f"{results.get('num_volumes', '?')} held-out volumes)",
         "",
         "| model | PSNR (dB) | SSIM | ΔPSNR vs dense (dB) |",
         "|---|---:|---:|---:|",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,7 +91,23 @@ class FastMRIDataModule(L.LightningDataModule):
         self.split_fractions = [float(f) / sum(split_fractions) for f in split_fractions]
         self.builder = builder
         self.require_maps = require_maps  # name of a network that needs coil maps with the data, if any
-        self.datasets: dict[str, MultiCoilSliceDataset] = {}
+        # (split, purpose) -> dataset; "fit" datasets feed training/validation, "eval" ones the report, so that
+        # test-time adaptation (fitting on the test split's measurements) never shares a dataset with the report
+        self.datasets: dict[tuple[str, str], MultiCoilSliceDataset] = {}
+        self.fit_splits = ("train", "val")  # what train_dataloader / val_dataloader read
+        self.eval_split = "test"  # what test_dataloader reads
+
+    def fitting_on(self, split: str) -> FastMRIDataModule:
+        """A view that trains and validates on ``split`` (test-time adaptation: ``"test"``), same datasets cache."""
+        require(split in SPLITS, f"split {split!r} is unknown; allowed: {', '.join(SPLITS)}")
+        view = copy.copy(self)
+        view.fit_splits = (split, split)
+        return view
+
+    def evaluating_on(self, split: str) -> None:
+        """Score reports on ``split``: ``"test"`` for final numbers, ``"val"`` while choosing a recipe."""
+        require(split in ("val", "test"), f"eval_split={split!r} is invalid; allowed: val, test")
+        self.eval_split = split
 
     def prepare_data(self) -> None:
         if self.builder is not None:
@@ -125,9 +142,9 @@ class FastMRIDataModule(L.LightningDataModule):
         n_train = len(names) - n_val - n_test
         return {"train": names[:n_train], "val": names[n_train : n_train + n_val], "test": names[n_train + n_val :]}
 
-    def _dataset(self, split: str) -> MultiCoilSliceDataset:
-        if split in self.datasets:
-            return self.datasets[split]
+    def _dataset(self, split: str, purpose: str = "eval") -> MultiCoilSliceDataset:
+        if (split, purpose) in self.datasets:
+            return self.datasets[(split, purpose)]
         folder, names = self._split_source(split)
         require(folder.is_dir(), f"data folder {folder} for split '{split}' does not exist (data.root={self.root})")
         files = sorted(p for p in folder.iterdir() if p.is_file())
@@ -152,30 +169,33 @@ class FastMRIDataModule(L.LightningDataModule):
             raw_sample_filter=None if names is None else (lambda raw: raw.fname.name in names),
         )
         require(len(dataset) > 0, f"split '{split}' has no slices (folder {folder}, split file {self.split_file})")
-        self.datasets[split] = dataset
+        self.datasets[(split, purpose)] = dataset
         return dataset
 
     def setup(self, stage: str | None = None) -> None:
-        needed: Sequence[str] = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage or "", SPLITS
-        )
-        for split in needed:
-            self._dataset(split)
+        train, val = self.fit_splits
+        needed: dict[str, Sequence[tuple[str, str]]] = {
+            "fit": ((train, "fit"), (val, "fit")),
+            "validate": ((val, "fit"),),
+            "test": ((self.eval_split, "eval"),),
+        }
+        for split, purpose in needed.get(stage or "", ((train, "fit"), (val, "fit"), (self.eval_split, "eval"))):
+            self._dataset(split, purpose)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, purpose: str, training: bool) -> DataLoader:
         return DataLoader(
-            self._dataset(split),
-            batch_size=self.batch_size if split == "train" else 1,
-            shuffle=shuffle,
+            self._dataset(split, purpose),
+            batch_size=self.batch_size if training else 1,
+            shuffle=training,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader(self.fit_splits[0], "fit", training=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader(self.fit_splits[1], "fit", training=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader(self.eval_split, "eval", training=False)

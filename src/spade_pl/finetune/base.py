@@ -13,26 +13,31 @@ from spade_pl.models.base import MBDLNetwork
 
 
 class ReconstructionLoss(nn.Module):
-    """ℓ(prediction, reference) on magnitude images ``(B, h, w)``: ``ssim`` (1 - fastMRI SSIM), ``l1``, ``smooth_l1``.
+    """ℓ(prediction, reference) on magnitude images ``(B, h, w)``.
 
-    SSIM's data range is the reference's per-image maximum (fastMRI's convention).
+    ``ssim`` (1 − fastMRI SSIM, data range = the reference's per-image maximum), ``l1``, ``smooth_l1``, and
+    ``l1_ssim`` = (1 − SSIM) + ‖p − r‖₁ / ‖r‖₁: both terms unitless, so neither dominates whatever the data's
+    scale; L1 keeps intensities right, SSIM keeps the structure that L1 alone lets a small network blur.
     """
 
-    KINDS = ("ssim", "l1", "smooth_l1")
+    KINDS = ("ssim", "l1", "smooth_l1", "l1_ssim")
 
     def __init__(self, kind: str = "ssim"):
         super().__init__()
         require(kind in self.KINDS, f"loss kind {kind!r} is unknown; allowed: {', '.join(self.KINDS)}")
         self.kind = kind
-        self.ssim = SSIMLoss() if kind == "ssim" else None
+        self.ssim = SSIMLoss() if "ssim" in kind else None
 
     def forward(self, prediction: Tensor, reference: Tensor) -> Tensor:
-        if self.ssim is not None:
-            data_range = reference.flatten(1).amax(dim=1)
-            return self.ssim(prediction.unsqueeze(1), reference.unsqueeze(1), data_range)
         if self.kind == "l1":
             return nn.functional.l1_loss(prediction, reference)
-        return nn.functional.smooth_l1_loss(prediction, reference)
+        if self.kind == "smooth_l1":
+            return nn.functional.smooth_l1_loss(prediction, reference)
+        data_range = reference.flatten(1).amax(dim=1)
+        structure = self.ssim(prediction.unsqueeze(1), reference.unsqueeze(1), data_range)
+        if self.kind == "ssim":
+            return structure
+        return structure + (prediction - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12)
 
 
 class Objective(nn.Module, ABC):

@@ -1,71 +1,79 @@
 """Self-supervised fine-tuning: measurement consistency + equivariant imaging (Chen, Tachella & Davies 2021).
 
-``ℓ1(A f(y), y) + Σ_φ ‖f(A_φ φ f(y)) − φ f(y)‖² + ‖A_φ f(A_φ φ f(y)) − A_φ φ f(y)‖²`` with φ random
-rotations; the coil maps rotate with the image (``A_φ`` uses ``φ S``), the sampling mask stays. Needs only
-the measurements and the forward operator: never the ground truth.
+With ``x1 = f(y)``, a fixed operator ``A`` and transforms ``T_g`` (rotations, :mod:`.transforms`),
+``x2 = T_g x1``, ``A_g`` = ``A`` with the coil maps transformed alike, ``y2 = A_g x2``, ``x3 = f(y2)``:
+
+    loss = ‖A x1 − y‖² / ‖y‖²  +  w · mean_g [ ‖M_g (x3 − x2)‖² / ‖M_g x2‖²  +  ‖A_g x3 − y2‖² / ‖y2‖² ]
+
+Every term is a *relative* squared error (per slice, then averaged), so the three sit on one scale whatever
+the data's scale, the number of coils or the sampling rate (``M_g`` masks the corners an arbitrary-angle
+rotation leaves empty; it is 1 everywhere for the default 90°/180°/270° group). ``A`` stays fixed during
+fine-tuning: its coil maps come from the data, or, for a network that estimates them (E2E-VarNet), from the
+frozen dense teacher when there is one (else the student's own estimate, without gradient) — so the loss
+cannot be lowered by moving ``A``. Needs only the measurements and ``A``: never the ground truth.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from spade_pl.batch import physics_of
 from spade_pl.data.transform import MRISample
 from spade_pl.errors import require
 from spade_pl.finetune.base import Objective
-from spade_pl.finetune.rotate import rotate_complex
+from spade_pl.finetune.transforms import Rotations
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.mri import MultiCoilMRI
 
 
-class SelfSupervised(Objective):
-    """``angles``: null = random integer degrees in [1, 359] (SPADE reference), or a list to draw from.
+def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean over the batch of ``‖w (estimate − reference)‖² / ‖w reference‖²``."""
+    if weight is not None:
+        estimate, reference = estimate * weight, reference * weight
+    error = (estimate - reference).pow(2).flatten(1).sum(1)
+    energy = reference.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(reference.dtype).tiny)
+    return (error / energy).mean()
 
-    In eval mode (validation, checkpoint selection) the angles come from a fixed generator, so the
-    ground-truth-free validation loss compares epochs on equal terms.
-    """
+
+class SelfSupervised(Objective):
+    """Measurement consistency + EI; ``transform`` is the group (default: exact 90°/180°/270° rotations)."""
 
     uses_ground_truth = False
 
-    def __init__(self, num_transforms: int = 1, angles: list[float] | None = None, ei_weight: float = 1.0):
+    def __init__(self, transform: Rotations | None = None, ei_weight: float = 1.0):
         super().__init__()
-        require(num_transforms >= 1, f"finetune.objective.num_transforms={num_transforms} is invalid; allowed: >= 1")
-        self.num_transforms = num_transforms
-        self.angles = list(angles) if angles is not None else None
-        self.ei_weight = ei_weight
+        require(ei_weight >= 0, f"finetune.objective.ei_weight={ei_weight} is invalid; allowed: >= 0")
+        self.transform = transform or Rotations()
+        self.ei_weight = float(ei_weight)
 
-    def _draw_angles(self, training: bool) -> list[float]:
-        generator = None if training else torch.Generator().manual_seed(0)
-        if self.angles is None:
-            return [float(a) for a in torch.randint(1, 360, (self.num_transforms,), generator=generator)]
-        picks = torch.randint(0, len(self.angles), (self.num_transforms,), generator=generator)
-        return [float(self.angles[i]) for i in picks]
-
-    def forward(
-        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        y, physics = batch.masked_kspace, physics_of(batch)
-        operator = student.measurement_physics(y, physics)
+    @staticmethod
+    def fixed_operator(y: Tensor, physics: MultiCoilMRI, student: MBDLNetwork, teacher: MBDLNetwork | None):
+        """``A`` with maps that do not move while the student trains (the teacher's, else detached)."""
+        with torch.no_grad():
+            operator = (teacher if teacher is not None else student).measurement_physics(y, physics)
         require(
             operator.maps is not None,
             f"finetune=selfsup needs the forward operator A, i.e. coil maps: this data has none and "
             f"{type(student).__name__} does not estimate them (compute ESPIRiT maps for the data)",
         )
+        return operator.with_maps(operator.maps.detach())
+
+    def forward(
+        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        y, physics = batch.masked_kspace, physics_of(batch)
+        operator = self.fixed_operator(y, physics, student, teacher)
         x1 = student(y, physics)
-        dc = F.l1_loss(operator.A(x1), y)
+        mc = relative_error(operator.A(x1), y)
         ei = x1.new_zeros(())
-        for degrees in self._draw_angles(student.training):
-            x2 = rotate_complex(x1, degrees)
-            rotated = MultiCoilMRI(
-                mask=physics.mask,
-                maps=rotate_complex(operator.maps, degrees),
-                num_low_frequencies=physics.num_low_frequencies,
-            )
-            y2 = rotated.A(x2)
-            x3 = student(y2, rotated)
-            ei = ei + F.mse_loss(x3, x2) + F.mse_loss(rotated.A(x3), y2)
-        ei = ei / self.num_transforms
-        loss = dc + self.ei_weight * ei
-        return loss, {"selfsup_dc": dc.detach(), "selfsup_ei": ei.detach()}
+        for degrees in self.transform.sample(student.training):
+            x2 = self.transform.apply(x1, degrees)
+            transformed = physics.with_maps(self.transform.apply(operator.maps, degrees))
+            y2 = transformed.A(x2)
+            x3 = student(y2, transformed)
+            valid = self.transform.valid(x1, degrees)
+            ei = ei + relative_error(x3, x2, valid) + relative_error(transformed.A(x3), y2)
+        ei = ei / self.transform.num_transforms
+        loss = mc + self.ei_weight * ei
+        return loss, {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}

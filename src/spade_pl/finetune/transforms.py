@@ -1,0 +1,96 @@
+"""Transform groups for equivariant imaging, in plain torch (no torchvision), for any image shape.
+
+EI needs transforms the forward operator is *not* equivariant to: rotations for Cartesian MRI and for
+super-resolution (not integer shifts, to which a Cartesian mask is equivariant). Every transform keeps the
+image shape, so the sampling mask of the data applies unchanged to the transformed image:
+
+- multiples of 90° are exact: the image is zero-padded to a square, turned with ``rot90`` and centre-cropped
+  back (on square images, a plain ``rot90``); no interpolation, nothing blurred;
+- other angles are bilinear rotations about the centre; the corners that come from outside the image are
+  zero, and :meth:`Rotations.valid` marks the pixels that hold rotated content (losses weight by it).
+
+A transform object owns its randomness: training draws new angles every step, evaluation (validation,
+checkpoint selection) always the same ones, so the ground-truth-free validation loss is comparable across
+epochs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spade_pl.errors import require
+
+EXACT = (90.0, 180.0, 270.0)
+
+
+def _pad_to_square(images: Tensor) -> tuple[Tensor, tuple[int, int, int, int]]:
+    height, width = images.shape[-2:]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padding = (left, side - width - left, top, side - height - top)
+    return F.pad(images, padding), padding
+
+
+def rotate(images: Tensor, degrees: float) -> Tensor:
+    """Rotate ``(B, C, H, W)`` counter-clockwise about the centre, keeping ``H x W``; outside is zero."""
+    height, width = images.shape[-2:]
+    if degrees % 90 == 0:
+        turns = int(degrees // 90) % 4
+        if height == width or turns == 2:
+            return torch.rot90(images, k=turns, dims=(-2, -1))
+        square, (left, _, top, _) = _pad_to_square(images)
+        turned = torch.rot90(square, k=turns, dims=(-2, -1))
+        return turned[..., top : top + height, left : left + width]
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    aspect = height / width  # a rigid rotation in pixel units on non-square images
+    matrix = torch.tensor(
+        [[cos, -sin * aspect, 0.0], [sin / aspect, cos, 0.0]], dtype=images.dtype, device=images.device
+    )
+    grid = F.affine_grid(matrix.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rotate_complex(x: Tensor, degrees: float) -> Tensor:
+    """Rotate complex images ``(B, ..., H, W, 2)`` (an image or a stack of coil maps) in the image plane."""
+    lead, (height, width) = x.shape[:-3], x.shape[-3:-1]
+    planes = x.movedim(-1, -3).reshape(lead[0], -1, height, width)
+    return rotate(planes, degrees).reshape(*lead, 2, height, width).movedim(-3, -1)
+
+
+class Rotations:
+    """Draw ``num_transforms`` rotations per step from ``angles`` (degrees); ``None`` = any integer in 1..359.
+
+    The default group ``[90, 180, 270]`` is exact on every image shape (see the module docstring).
+    """
+
+    def __init__(self, angles: list[float] | None = EXACT, num_transforms: int = 1):
+        require(int(num_transforms) >= 1, f"num_transforms={num_transforms} is invalid; allowed: >= 1")
+        require(
+            angles is None or (len(angles) > 0 and all(float(a) % 360 != 0 for a in angles)),
+            f"angles={angles} is invalid; allowed: null (random integer degrees) or a list of angles that are "
+            f"not multiples of 360 (the identity teaches equivariance nothing)",
+        )
+        self.angles = [float(a) for a in angles] if angles is not None else None
+        self.num_transforms = int(num_transforms)
+
+    def sample(self, training: bool) -> list[float]:
+        generator = None if training else torch.Generator().manual_seed(0)
+        if self.angles is None:
+            return [float(a) for a in torch.randint(1, 360, (self.num_transforms,), generator=generator)]
+        picks = torch.randint(0, len(self.angles), (self.num_transforms,), generator=generator)
+        return [self.angles[i] for i in picks]
+
+    @staticmethod
+    def apply(x: Tensor, degrees: float) -> Tensor:
+        return rotate_complex(x, degrees)
+
+    @staticmethod
+    def valid(like: Tensor, degrees: float) -> Tensor:
+        """``(B, H, W, 1)`` weights: 1 where the rotated image holds content of the original, else 0."""
+        ones = torch.ones_like(like[..., :1]).movedim(-1, 1)
+        return (rotate(ones, degrees) > 0.999).to(like.dtype).movedim(1, -1)
