@@ -204,3 +204,35 @@ def test_objectives_do_not_touch_the_teacher_state():
     before = copy.deepcopy(teacher.state_dict())
     Distill("l1")(_batch(), _tiny_varnet(1), teacher)[0].backward()
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_measurement_splitting_keeps_the_centre_and_splits_the_rest():
+    batch = _batch()
+    physics = MultiCoilMRI(mask=batch.mask, num_low_frequencies=torch.tensor([6]))
+    kept, held = physics.split(0.5, torch.Generator().manual_seed(0))
+    k, h, m = (p.mask.flatten() for p in (kept, held, physics))
+    assert not (k & h).any() and torch.equal(k | h, m) and h.any()
+    assert k[32 // 2 - 3 : 32 // 2 + 3].all()  # the fully sampled centre stays whole in the network's input
+
+
+def test_selfsup_split_term_is_logged_and_trains():
+    student = _tiny_varnet(1).train()
+    objective = SelfSupervised(Rotations(num_transforms=1), split_weight=1.0, split_fraction=0.4)
+    loss, logs = objective(_batch(), student)
+    loss.backward()
+    assert set(logs) == {"selfsup_mc", "selfsup_ei", "selfsup_split"} and logs["selfsup_split"] > 0
+    with pytest.raises(SpadeInputError, match="split_fraction=1.5 is invalid"):
+        SelfSupervised(split_fraction=1.5)
+
+
+def test_e2e_varnet_predicts_coil_kspace_that_its_image_output_combines():
+    net, batch = _tiny_varnet(0).eval(), _batch(with_maps=False)
+    physics = MultiCoilMRI(mask=batch.mask, num_low_frequencies=6)
+    with torch.no_grad():
+        coils = net.coil_kspace(batch.masked_kspace, physics)
+        image = net(batch.masked_kspace, physics)
+        maps = net.estimate_maps(batch.masked_kspace, physics)
+    assert coils.shape == batch.masked_kspace.shape
+    combined = MultiCoilMRI(mask=torch.ones_like(batch.mask), maps=maps).A_adjoint(coils)
+    assert torch.allclose(combined, image, atol=1e-5)
+    assert ZeroFilledSense().coil_kspace(batch.masked_kspace, physics) is None  # image-domain networks

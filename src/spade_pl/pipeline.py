@@ -203,7 +203,7 @@ class Run:
         module = self.new_module(
             copy.deepcopy(pruned.network), self.cfg.finetune, teacher=teacher, structure=pruned.pruning_structure
         )
-        datamodule = None
+        datamodule, epochs = None, self.cfg.finetune.max_epochs
         if self.adapts_to_test():
             require(
                 not module.objective.uses_ground_truth,
@@ -211,7 +211,8 @@ class Run:
                 f"ground truth; allowed with finetune=distill or finetune=selfsup",
             )
             datamodule = self.datamodule.fitting_on(self.datamodule.eval_split)
-        ckpt = self.fit(f"finetune-{name}", module, self.cfg.finetune.max_epochs, datamodule)
+            epochs = self.cfg.finetune.get("test_time_epochs") or epochs
+        ckpt = self.fit(f"finetune-{name}", module, epochs, datamodule)
         return self.load_network(ckpt)[0], ckpt
 
     def adapts_to_test(self) -> bool:

@@ -24,7 +24,7 @@ from spade_pl.errors import require
 from spade_pl.finetune.base import Objective
 from spade_pl.finetune.transforms import Rotations
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.mri import MultiCoilMRI, fft2c, ifft2c
 
 
 def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -41,11 +41,24 @@ class SelfSupervised(Objective):
 
     uses_ground_truth = False
 
-    def __init__(self, transform: Rotations | None = None, ei_weight: float = 1.0):
+    def __init__(
+        self,
+        transform: Rotations | None = None,
+        ei_weight: float = 1.0,
+        split_weight: float = 0.0,
+        split_fraction: float = 0.4,
+    ):
         super().__init__()
         require(ei_weight >= 0, f"finetune.objective.ei_weight={ei_weight} is invalid; allowed: >= 0")
+        require(split_weight >= 0, f"finetune.objective.split_weight={split_weight} is invalid; allowed: >= 0")
+        require(
+            0 < split_fraction < 1,
+            f"finetune.objective.split_fraction={split_fraction} is invalid; allowed: 0 < fraction < 1",
+        )
         self.transform = transform or Rotations()
         self.ei_weight = float(ei_weight)
+        self.split_weight = float(split_weight)
+        self.split_fraction = float(split_fraction)
 
     @staticmethod
     def fixed_operator(y: Tensor, physics: MultiCoilMRI, student: MBDLNetwork, teacher: MBDLNetwork | None):
@@ -63,17 +76,45 @@ class SelfSupervised(Objective):
         self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         y, physics = batch.masked_kspace, physics_of(batch)
-        operator = self.fixed_operator(y, physics, student, teacher)
-        x1 = student(y, physics)
-        mc = relative_error(operator.A(x1), y)
+        coils = student.coil_kspace(y, physics)
+        if coils is None:  # image domain: x = f(y), A = P F S with fixed maps
+            operator = self.fixed_operator(y, physics, student, teacher)
+            x1 = student(y, physics)
+
+            def estimate(y_: Tensor, physics_: MultiCoilMRI) -> Tensor:
+                return student(y_, physics_)
+
+            def measure(x: Tensor, operator_: MultiCoilMRI) -> Tensor:
+                return operator_.A(x)
+
+        else:  # coil domain (networks that predict multi-coil k-space): x = coil images, A = P F, no maps needed
+            operator, x1 = physics, ifft2c(coils)
+
+            def estimate(y_: Tensor, physics_: MultiCoilMRI) -> Tensor:
+                return ifft2c(student.coil_kspace(y_, physics_))
+
+            def measure(x: Tensor, operator_: MultiCoilMRI) -> Tensor:
+                return operator_.apply_mask(fft2c(x))
+
+        mc = relative_error(measure(x1, operator), y)
         ei = x1.new_zeros(())
         for degrees in self.transform.sample(student.training):
             x2 = self.transform.apply(x1, degrees)
-            transformed = physics.with_maps(self.transform.apply(operator.maps, degrees))
-            y2 = transformed.A(x2)
-            x3 = student(y2, transformed)
+            maps = None if operator.maps is None else self.transform.apply(operator.maps, degrees)
+            transformed = operator.with_maps(maps)
+            y2 = measure(x2, transformed)
+            x3 = estimate(y2, transformed)
             valid = self.transform.valid(x1, degrees)
-            ei = ei + relative_error(x3, x2, valid) + relative_error(transformed.A(x3), y2)
+            ei = ei + relative_error(x3, x2, valid) + relative_error(measure(x3, transformed), y2)
         ei = ei / self.transform.num_transforms
         loss = mc + self.ei_weight * ei
-        return loss, {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}
+        logs = {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}
+        if self.split_weight > 0:
+            generator = None if student.training else torch.Generator().manual_seed(0)
+            kept, held_out = physics.split(self.split_fraction, generator)
+            x_kept = estimate(kept.apply_mask(y), kept)
+            held_operator = operator.with_mask(held_out.mask)
+            split = relative_error(measure(x_kept, held_operator), held_operator.apply_mask(y))
+            loss = loss + self.split_weight * split
+            logs["selfsup_split"] = split.detach()
+        return loss, logs

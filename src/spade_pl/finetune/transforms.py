@@ -91,6 +91,5 @@ class Rotations:
 
     @staticmethod
     def valid(like: Tensor, degrees: float) -> Tensor:
-        """``(B, H, W, 1)`` weights: 1 where the rotated image holds content of the original, else 0."""
-        ones = torch.ones_like(like[..., :1]).movedim(-1, 1)
-        return (rotate(ones, degrees) > 0.999).to(like.dtype).movedim(1, -1)
+        """``(..., H, W, 1)`` weights: 1 where the rotated image holds content of the original, else 0."""
+        return (rotate_complex(torch.ones_like(like), degrees)[..., :1] > 0.999).to(like.dtype)

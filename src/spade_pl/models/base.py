@@ -39,6 +39,13 @@ class MBDLNetwork(nn.Module, ABC):
         require(not unknown, f"prior name(s) {unknown} do not exist; this network has: {', '.join(priors)}")
         return {n: priors[n] for n in names}
 
+    def coil_kspace(self, y: Tensor, physics: MultiCoilMRI) -> Tensor | None:
+        """The multi-coil k-space the network predicts, for networks whose output domain it is (else None).
+
+        Self-supervised fine-tuning then works in that domain, where ``A`` = mask x FFT needs no coil maps.
+        """
+        return None
+
     def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
         """The operator A that the network itself assumes for ``y`` (its own coil maps, if it estimates them)."""
         return physics

@@ -60,13 +60,23 @@ class E2EVarNet(MBDLNetwork):
     def estimate_maps(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
         return self.varnet.sens_net(y, physics.mask, batch_num_low_frequencies(physics))
 
-    def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
+    def _cascades(self, y: Tensor, physics: MultiCoilMRI) -> tuple[Tensor, NativeOrderSENSE]:
+        """The final multi-coil k-space (native order) and the SENSE pair the cascades used."""
         sense = NativeOrderSENSE(physics.mask, self.estimate_maps(y, physics))
         y_native = sense.to_native(y)
         kspace = y_native
         for cascade in self.varnet.cascades:
             kspace = cascade_step(cascade, kspace, y_native, sense)
+        return kspace, sense
+
+    def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
+        kspace, sense = self._cascades(y, physics)
         return sense.reduce(kspace)
+
+    def coil_kspace(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
+        """The predicted multi-coil k-space ``(B, C, H, W, 2)``, centred: fastmri VarNet's own output domain."""
+        kspace, sense = self._cascades(y, physics)
+        return sense.to_centred(kspace)
 
     def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
         with torch.no_grad():

@@ -124,6 +124,26 @@ class MultiCoilMRI:
         """The same sampling with other coil maps (e.g. maps estimated by a network)."""
         return replace(self, maps=maps)
 
+    def with_mask(self, mask: Tensor) -> MultiCoilMRI:
+        """The same coils with another sampling mask."""
+        return replace(self, mask=mask)
+
+    def split(self, fraction: float, generator: torch.Generator | None = None) -> tuple[MultiCoilMRI, MultiCoilMRI]:
+        """Two operators on disjoint parts of the sampled columns: (kept, held out), as in SSDU.
+
+        The held-out part is a random ``fraction`` of the sampled columns outside the fully sampled centre
+        (``num_low_frequencies``, which every network needs whole for its calibration), per slice.
+        """
+        width = self.mask.shape[-2]
+        columns = self.mask.reshape(self.mask.shape[0], width)
+        centre = torch.zeros(width, dtype=torch.bool, device=self.mask.device)
+        low = 0 if self.num_low_frequencies is None else int(torch.as_tensor(self.num_low_frequencies).max())
+        centre[(width - low + 1) // 2 : (width - low + 1) // 2 + low] = True
+        draw = torch.rand(columns.shape, generator=generator).to(self.mask.device) < fraction
+        held_out = columns & ~centre & draw
+        shape = self.mask.shape
+        return self.with_mask((columns & ~held_out).reshape(shape)), self.with_mask(held_out.reshape(shape))
+
 
 def rss_zero_filled(masked_kspace: Tensor) -> Tensor:
     """Zero-filled baseline: root-sum-of-squares of the coil images of the measured k-space, ``(B, H, W)``."""
