@@ -15,8 +15,25 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 for strategy in distill supervised; do
   ./run_experiment.sh "main_${strategy}" prune.ratio=0.5 finetune="$strategy"
 done
-./run_experiment.sh main_selfsup prune.ratio=0.5 finetune=selfsup finetune.optimizer.lr=1e-3  # the old default
-./run_experiment.sh main_selfsup_lr1e-4 prune.ratio=0.5 finetune=selfsup                     # lr 1e-4, the default
+./run_experiment.sh main_selfsup prune.ratio=0.5 finetune=selfsup
+./run_experiment.sh main_selfsup_testtime prune.ratio=0.5 finetune=selfsup finetune.data=test   # test-time
+# how the fine-tuning recipes were chosen: on the validation split (eval_split=val), same cached teacher
+val() { ./run_experiment.sh "val_$1" eval_split=val prune.ratio=0.5 "${@:2}"; }
+cos="finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:30}"
+# (the image-domain rows of README's table, val_selfsup_lr1e-4, _lr1e-3, _lr1e-3_ei10, _lr1e-3_split1, ran at
+# commit e17c262, before E2E-VarNet had coil_kspace, with the old selfsup.yaml; their command.txt has the overrides)
+val selfsup_coil_lr1e-3 finetune=selfsup finetune.objective.split_weight=0 finetune.objective.ei_weight=1
+val selfsup_coil_lr1e-3_split1 finetune=selfsup finetune.objective.ei_weight=1
+val selfsup_coil_lr3e-4_split1 finetune=selfsup finetune.objective.ei_weight=1 finetune.optimizer.lr=3e-4
+val selfsup_coil_lr1e-3_split1_ei5 finetune=selfsup
+val selfsup_coil_lr1e-3_split1_ei20 finetune=selfsup finetune.objective.ei_weight=20
+val selfsup_testtime_10ep finetune=selfsup finetune.data=test finetune.test_time_epochs=10
+val selfsup_testtime_30ep finetune=selfsup finetune.data=test
+val distill_l1 finetune=distill
+val distill_l1_30ep_cos finetune=distill finetune.max_epochs=30 "$cos"
+val distill_ssim finetune=distill finetune.objective.loss=ssim
+val distill_l1_ssim finetune=distill finetune.objective.loss=l1_ssim
+val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim finetune.max_epochs=30 "$cos"
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
