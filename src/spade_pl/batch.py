@@ -1,31 +1,28 @@
-"""Turning a collated :class:`MRISample` batch into what networks and losses consume."""
+"""The batch protocol every problem's samples implement, so the module, objectives, pruning and benchmark
+never look inside a problem's data (MRI slices: :class:`spade_pl.data.transform.MRISample`; super-resolution
+images: :class:`spade_pl.data.images.SRSample`)."""
 
 from __future__ import annotations
 
-import fastmri
-from fastmri.data.transforms import center_crop
+from typing import Protocol
+
 from torch import Tensor
 
-from spade_pl.data.transform import MRISample
-from spade_pl.physics.mri import MultiCoilMRI, rss_zero_filled
+from spade_pl.physics.base import Physics
 
 
-def physics_of(batch: MRISample) -> MultiCoilMRI:
-    """The measurement operator of a batch: its masks, its coil maps when the data has them."""
-    maps = batch.maps if batch.maps.numel() > 0 else None
-    return MultiCoilMRI(mask=batch.mask, maps=maps, num_low_frequencies=batch.num_low_frequencies)
+class Sample(Protocol):
+    """A collated batch: measurements, ground truth, keys, and the problem's view of them."""
 
+    target: Tensor  # ground truth in the space of image(): only supervised training and reports read it
+    fname: list[str]  # volume / image name of each item
+    slice_num: Tensor  # slice of the volume (0 for single images)
 
-def crop_like(image: Tensor, like: Tensor) -> Tensor:
-    """Centre-crop a real image ``(..., H, W)`` to the spatial size of ``like`` (the target's recon size)."""
-    return center_crop(image, tuple(like.shape[-2:]))
+    @property
+    def y(self) -> Tensor: ...  # the measurements a network reconstructs from
 
+    def physics(self) -> Physics: ...  # the batch's measurement operator
 
-def magnitude(image: Tensor, like: Tensor) -> Tensor:
-    """|complex image| ``(B, H, W)``, centre-cropped to the spatial size of ``like``."""
-    return crop_like(fastmri.complex_abs(image), like)
+    def image(self, x: Tensor) -> Tensor: ...  # a network's output -> the real image compared with target
 
-
-def zero_filled(batch: MRISample) -> Tensor:
-    """The zero-filled baseline magnitude (RSS of the measured k-space), cropped like the target."""
-    return crop_like(rss_zero_filled(batch.masked_kspace), batch.target)
+    def baseline(self) -> Tensor: ...  # the classical reconstruction (zero-filled, bicubic), like image()

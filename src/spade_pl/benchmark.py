@@ -22,19 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
-from spade_pl.data.embedded import birdcage_maps, load_anatomy, simulate_volume
-from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
-from spade_pl.data.transform import MRISample, MRISliceTransform
+from spade_pl.batch import Sample
 from spade_pl.errors import require
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.physics.masks import build_mask_func
-from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.base import Physics
 from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
 
 
@@ -61,20 +56,9 @@ class BenchmarkSettings:
         return torch.device(self.device)
 
 
-def synthetic_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISample:
-    """One realistic slice (MNI152 anatomy, birdcage coils, smooth phase) of ``size``² with ``coils`` coils."""
-    rng = np.random.default_rng(seed)
-    image = load_anatomy(size, 95, 96)
-    maps = birdcage_maps(coils, size).astype(np.complex64)
-    kspace = simulate_volume(image, maps, rng, noise_std=0.0)[0].astype(np.complex64)
-    attrs = {"padding_left": 0, "padding_right": size, "recon_size": (size, size), SENS_MAPS_KEY: {0: maps}}
-    sample = MRISliceTransform(build_mask_func(**mask), use_seed=True)(kspace, None, None, attrs, "synthetic", 0)
-    return default_collate([sample])
-
-
-def repeat_first_slice(batch: MRISample, slices: int) -> MRISample:
+def repeat_first_slice(batch: Sample, slices: int) -> Sample:
     """A batch of ``slices`` copies of ``batch``'s first slice (what one forward of the benchmark processes)."""
-    return MRISample(
+    return type(batch)(
         *(
             t[:1].repeat(slices, *[1] * (t.dim() - 1)) if isinstance(t, Tensor) and t.dim() else [t[0]] * slices
             for t in batch
@@ -99,7 +83,7 @@ def _fft_flops(x_shape, dim, *_args, out_shape=None, **_kwargs) -> int:
     return int(5 * (math.prod(x_shape) // n) * n * math.log2(max(n, 2)))
 
 
-def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> int:
+def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: Physics) -> int:
     """MACs of one whole forward: every module's layers (torch-pruning) + the FFTs (FlopCounterMode)."""
     ffts = (torch.ops.aten._fft_c2c, torch.ops.aten._fft_r2c, torch.ops.aten._fft_c2r)
     counter = FlopCounterMode(display=False, custom_mapping={op: _fft_flops for op in ffts})
@@ -145,7 +129,7 @@ def _interleaved_medians(calls: dict[str, Callable[[], Any]], settings: Benchmar
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def _profile(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> dict[str, Any]:
+def _profile(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
     priors = network.priors()
     inputs = capture_prior_inputs(network, y, physics, list(priors))
     return {
@@ -158,18 +142,15 @@ def _profile(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI) -> dict[str
 
 
 def benchmark_pair(
-    dense: MBDLNetwork, pruned: MBDLNetwork, batch: MRISample, settings: BenchmarkSettings
+    dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings
 ) -> dict[str, Any]:
     """Time and count ``dense`` against ``pruned`` on ``batch``; return a JSON-ready dict."""
     device = settings.torch_device()
     torch.set_num_threads(settings.threads)
     kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
     batch = repeat_first_slice(batch, settings.slices)
-    batch = MRISample(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
-    physics = MultiCoilMRI(
-        mask=batch.mask, maps=batch.maps if batch.maps.numel() else None, num_low_frequencies=batch.num_low_frequencies
-    )
-    y = batch.masked_kspace
+    batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
+    physics, y = batch.physics(), batch.y
     nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
     with torch.no_grad():
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}

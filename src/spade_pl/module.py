@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spade_pl.batch import magnitude, physics_of, zero_filled
-from spade_pl.data.transform import MRISample
+from spade_pl.batch import Sample
 from spade_pl.distributed import gather_unique
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune.base import Objective
@@ -65,8 +64,8 @@ class ReconModule(L.LightningModule):
         self.example: dict[str, np.ndarray] = {}
 
     # ---- plumbing -------------------------------------------------------------------------------
-    def forward(self, batch: MRISample) -> Tensor:
-        return self.network(batch.masked_kspace, physics_of(batch))
+    def forward(self, batch: Sample) -> Tensor:
+        return self.network(batch.y, batch.physics())
 
     def _move_teacher(self) -> None:
         if self.teacher is not None:
@@ -98,7 +97,7 @@ class ReconModule(L.LightningModule):
             raise SpadeInputError("the checkpoint's pruned structure does not match the pruned network of this run")
 
     # ---- training / validation ------------------------------------------------------------------
-    def training_step(self, batch: MRISample, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Sample, batch_idx: int) -> Tensor:
         loss, logs = self.objective(batch, self.network, self.teacher)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -116,13 +115,13 @@ class ReconModule(L.LightningModule):
         if stats:
             self.log_dict({f"{split}/solver_{k}": float(v) for k, v in stats.items()}, batch_size=1)
 
-    def validation_step(self, batch: MRISample, batch_idx: int) -> None:
+    def validation_step(self, batch: Sample, batch_idx: int) -> None:
         loss, _ = self.objective(batch, self.network, self.teacher)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname), sync_dist=True)
         self._log_solver("val")
         if not self.objective.uses_ground_truth:
             return  # ground-truth-free strategies never see the target, not even for monitoring
-        prediction = magnitude(self(batch), batch.target)
+        prediction = batch.image(self(batch))
         metrics = slice_metrics(prediction, batch.target)
         self.log_dict(
             {f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=len(batch.fname), sync_dist=True
@@ -134,10 +133,10 @@ class ReconModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._test_slices.clear()
 
-    def test_step(self, batch: MRISample, batch_idx: int) -> None:
-        prediction = magnitude(self(batch), batch.target)
+    def test_step(self, batch: Sample, batch_idx: int) -> None:
+        prediction = batch.image(self(batch))
         self._log_solver("test")
-        baseline = zero_filled(batch)
+        baseline = batch.baseline()
         for i, fname in enumerate(batch.fname):
             arrays = tuple(t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
             self._test_slices[(fname, int(batch.slice_num[i]))] = arrays
@@ -165,7 +164,7 @@ class ReconModule(L.LightningModule):
         prediction, zf, target = first[len(first) // 2][1]
         self.example = {"prediction": prediction, "zero_filled": zf, "target": target}
 
-    def _log_panel(self, key: str, batch: MRISample, prediction: Tensor) -> None:
+    def _log_panel(self, key: str, batch: Sample, prediction: Tensor) -> None:
         target = batch.target[0]
-        image = panel(zero_filled(batch)[0], prediction[0], target, (prediction[0] - target).abs())
+        image = panel(batch.baseline()[0], prediction[0], target, (prediction[0] - target).abs())
         log_panel(self.loggers, key, image, self.global_step)

@@ -24,10 +24,9 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from spade_pl.batch import physics_of
-from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, synthetic_batch
+from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair
 from spade_pl.checkpoints import load_network_weights, read_checkpoint
-from spade_pl.data.datamodule import FastMRIDataModule
+from spade_pl.data.splits import SplitDataModule
 from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.io_utils import atomic_write_json, atomic_write_text
@@ -77,7 +76,7 @@ class Run:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.writer = is_writer()
         needs_maps = network_choice(cfg) if get_class(cfg.network.model._target_).needs_maps else None
-        self.datamodule: FastMRIDataModule = build(cfg.data, require_maps=needs_maps)
+        self.datamodule: SplitDataModule = build(cfg.data, require_maps=needs_maps)
         self.datamodule.evaluating_on(cfg.get("eval_split", "test"))
         self.prune_settings = PruneSettings.from_config(cfg.prune)
         self.tracking = Tracking(cfg, self.output_dir, build)
@@ -132,9 +131,7 @@ class Run:
             **placement,
         )
 
-    def fit(
-        self, stage: str, module: ReconModule, max_epochs: int, datamodule: FastMRIDataModule | None = None
-    ) -> Path:
+    def fit(self, stage: str, module: ReconModule, max_epochs: int, datamodule: SplitDataModule | None = None) -> Path:
         """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model."""
         log.info("[%s] training for %d epoch(s), output in %s", stage, max_epochs, self.output_dir)
         trainer = self.trainer(stage, max_epochs)
@@ -235,7 +232,7 @@ class Run:
             self.datamodule.setup("test")
             batch = next(iter(self.datamodule.test_dataloader()))
         else:
-            batch = synthetic_batch(settings.size, settings.coils, dict(self.cfg.problem.mask))
+            batch = self.datamodule.synthetic_batch(settings.size, settings.coils)
         log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
         result = benchmark_pair(dense, pruned, batch, settings)
         atomic_write_json(self.output_dir / "benchmark.json", result)
@@ -346,5 +343,5 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     r.datamodule.setup("validate")
     batch = next(iter(r.datamodule.val_dataloader()))
     pruned = copy.deepcopy(dense)
-    prune_network(pruned, batch.masked_kspace, physics_of(batch), r.prune_settings)
+    prune_network(pruned, batch.y, batch.physics(), r.prune_settings)
     return r.benchmark(dense, pruned) or {}

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from spade_pl.data.fastmri_h5 import fft2c, write_multicoil_file
+from spade_pl.data.splits import SPLITS
 from spade_pl.errors import SpadeInputError
 
-SPLITS = ("train", "val", "test")
 _BUILDER_VERSION = 2
 
 

@@ -12,10 +12,15 @@ from fastmri.data.transforms import apply_mask, center_crop, to_tensor
 from torch import Tensor
 
 from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
+from spade_pl.physics.mri import MultiCoilMRI, rss_zero_filled
 
 
 class MRISample(NamedTuple):
-    """One slice, ready for an MBDL network. Batched by the default collate (``maps`` empty without maps)."""
+    """One slice, ready for an MBDL network. Batched by the default collate (``maps`` empty without maps).
+
+    Implements the batch protocol (:class:`spade_pl.batch.Sample`): ``y``, ``physics()``, ``image(x)``,
+    ``baseline()``, keyed by ``(fname, slice_num)``.
+    """
 
     masked_kspace: Tensor  # (C, H, W, 2), normalised by the max |k| of the measured samples
     mask: Tensor  # (1, 1, W, 1) bool
@@ -24,6 +29,23 @@ class MRISample(NamedTuple):
     maps: Tensor  # (C, H, W, 2) coil maps, or an empty tensor when the data has none
     fname: str
     slice_num: int
+
+    @property
+    def y(self) -> Tensor:
+        return self.masked_kspace
+
+    def physics(self) -> MultiCoilMRI:
+        """The measurement operator of a batch: its masks, its coil maps when the data has them."""
+        maps = self.maps if self.maps.numel() > 0 else None
+        return MultiCoilMRI(mask=self.mask, maps=maps, num_low_frequencies=self.num_low_frequencies)
+
+    def image(self, x: Tensor) -> Tensor:
+        """A network's complex output ``(B, H, W, 2)`` -> magnitude ``(B, h, w)`` cropped like the target."""
+        return center_crop(fastmri.complex_abs(x), tuple(self.target.shape[-2:]))
+
+    def baseline(self) -> Tensor:
+        """The zero-filled reconstruction (RSS of the measured k-space), cropped like the target."""
+        return center_crop(rss_zero_filled(self.masked_kspace), tuple(self.target.shape[-2:]))
 
 
 class MRISliceTransform:

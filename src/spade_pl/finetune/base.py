@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from fastmri.losses import SSIMLoss
 from torch import Tensor, nn
 
-from spade_pl.data.transform import MRISample
+from spade_pl.batch import Sample
 from spade_pl.errors import require
 from spade_pl.models.base import MBDLNetwork
 
@@ -52,5 +52,5 @@ class Objective(nn.Module, ABC):
 
     @abstractmethod
     def forward(
-        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None
+        self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None
     ) -> tuple[Tensor, dict[str, Tensor]]: ...

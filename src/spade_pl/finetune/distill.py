@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spade_pl.batch import magnitude, physics_of
-from spade_pl.data.transform import MRISample
+from spade_pl.batch import Sample
 from spade_pl.errors import require
 from spade_pl.finetune.base import Objective, ReconstructionLoss
 from spade_pl.models.base import MBDLNetwork
@@ -21,13 +20,13 @@ class Distill(Objective):
         self.loss = ReconstructionLoss(loss)
 
     def forward(
-        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None
+        self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         require(teacher is not None, "finetune=distill needs the dense teacher network, and none was given")
-        physics = physics_of(batch)
+        physics = batch.physics()
         # only the target's *shape* (the recon size) is read, never its values
         with torch.no_grad():
-            reference = magnitude(teacher(batch.masked_kspace, physics), batch.target)
-        prediction = magnitude(student(batch.masked_kspace, physics), batch.target)
+            reference = batch.image(teacher(batch.y, physics))
+        prediction = batch.image(student(batch.y, physics))
         loss = self.loss(prediction, reference)
         return loss, {"distill": loss.detach()}

@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spade_pl.batch import physics_of
-from spade_pl.data.transform import MRISample
-from spade_pl.errors import require
+from spade_pl.batch import Sample
+from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
 from spade_pl.finetune.transforms import Rotations
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.physics.base import Physics
 from spade_pl.physics.mri import MultiCoilMRI, fft2c, ifft2c
 
 
@@ -61,30 +61,32 @@ class SelfSupervised(Objective):
         self.split_fraction = float(split_fraction)
 
     @staticmethod
-    def fixed_operator(y: Tensor, physics: MultiCoilMRI, student: MBDLNetwork, teacher: MBDLNetwork | None):
-        """``A`` with maps that do not move while the student trains (the teacher's, else detached)."""
+    def fixed_operator(y: Tensor, physics: Physics, student: MBDLNetwork, teacher: MBDLNetwork | None) -> Physics:
+        """``A`` as the network assumes it (e.g. estimated coil maps), from the teacher when there is one,
+        frozen: nothing in it moves while the student trains."""
         with torch.no_grad():
             operator = (teacher if teacher is not None else student).measurement_physics(y, physics)
-        require(
-            operator.maps is not None,
-            f"finetune=selfsup needs the forward operator A, i.e. coil maps: this data has none and "
-            f"{type(student).__name__} does not estimate them (compute ESPIRiT maps for the data)",
-        )
-        return operator.with_maps(operator.maps.detach())
+        try:
+            return operator.frozen()
+        except ValueError as err:
+            raise SpadeInputError(
+                f"finetune=selfsup needs the forward operator A ({err}); {type(student).__name__} does not "
+                f"estimate what is missing: compute ESPIRiT maps for the data"
+            ) from None
 
     def forward(
-        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
+        self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        y, physics = batch.masked_kspace, physics_of(batch)
+        y, physics = batch.y, batch.physics()
         coils = student.coil_kspace(y, physics)
         if coils is None:  # image domain: x = f(y), A = P F S with fixed maps
             operator = self.fixed_operator(y, physics, student, teacher)
             x1 = student(y, physics)
 
-            def estimate(y_: Tensor, physics_: MultiCoilMRI) -> Tensor:
+            def estimate(y_: Tensor, physics_: Physics) -> Tensor:
                 return student(y_, physics_)
 
-            def measure(x: Tensor, operator_: MultiCoilMRI) -> Tensor:
+            def measure(x: Tensor, operator_: Physics) -> Tensor:
                 return operator_.A(x)
 
         else:  # coil domain (networks that predict multi-coil k-space): x = coil images, A = P F, no maps needed
@@ -100,8 +102,7 @@ class SelfSupervised(Objective):
         ei = x1.new_zeros(())
         for degrees in self.transform.sample(student.training):
             x2 = self.transform.apply(x1, degrees)
-            maps = None if operator.maps is None else self.transform.apply(operator.maps, degrees)
-            transformed = operator.with_maps(maps)
+            transformed = operator.transformed(lambda t, degrees=degrees: self.transform.apply(t, degrees))
             y2 = measure(x2, transformed)
             x3 = estimate(y2, transformed)
             valid = self.transform.valid(x1, degrees)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from spade_pl.batch import magnitude, physics_of
-from spade_pl.data.transform import MRISample
+from spade_pl.batch import Sample
 from spade_pl.finetune.base import Objective, ReconstructionLoss
 from spade_pl.models.base import MBDLNetwork
 
@@ -18,8 +17,8 @@ class Supervised(Objective):
         self.loss = ReconstructionLoss(loss)
 
     def forward(
-        self, batch: MRISample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
+        self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        prediction = magnitude(student(batch.masked_kspace, physics_of(batch)), batch.target)
+        prediction = batch.image(student(batch.y, batch.physics()))
         loss = self.loss(prediction, batch.target)
         return loss, {"supervised": loss.detach()}

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from torch import Tensor, nn
 
 from spade_pl.errors import require
-from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.base import Physics
 
 
 class MBDLNetwork(nn.Module, ABC):
@@ -20,9 +20,11 @@ class MBDLNetwork(nn.Module, ABC):
 
     #: True when the network needs coil maps from the data (physics.maps); False when it estimates them.
     needs_maps: bool = False
+    #: the inverse problems (``problem.name``) whose physics this network can take
+    problems: tuple[str, ...] = ("csmri",)
 
     @abstractmethod
-    def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor: ...
+    def forward(self, y: Tensor, physics: Physics) -> Tensor: ...
 
     @abstractmethod
     def priors(self) -> dict[str, nn.Module]: ...
@@ -39,13 +41,13 @@ class MBDLNetwork(nn.Module, ABC):
         require(not unknown, f"prior name(s) {unknown} do not exist; this network has: {', '.join(priors)}")
         return {n: priors[n] for n in names}
 
-    def coil_kspace(self, y: Tensor, physics: MultiCoilMRI) -> Tensor | None:
+    def coil_kspace(self, y: Tensor, physics: Physics) -> Tensor | None:
         """The multi-coil k-space the network predicts, for networks whose output domain it is (else None).
 
         Self-supervised fine-tuning then works in that domain, where ``A`` = mask x FFT needs no coil maps.
         """
         return None
 
-    def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
+    def measurement_physics(self, y: Tensor, physics: Physics) -> Physics:
         """The operator A that the network itself assumes for ``y`` (its own coil maps, if it estimates them)."""
         return physics

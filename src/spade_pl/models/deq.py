@@ -1,4 +1,4 @@
-"""Deep equilibrium (DEQ) network for CS-MRI: the fixed point of a plug-and-play proximal-gradient step."""
+"""Deep equilibrium (DEQ) network: the fixed point of a plug-and-play proximal-gradient step, for any physics."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from spade_pl.models.anderson import anderson, validate_solver_settings
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.edsr import EDSR
 from spade_pl.models.varnet_maps import require_maps
-from spade_pl.physics.mri import MultiCoilMRI, NativeOrderSENSE
+from spade_pl.physics.base import DataTerm, Physics
 
 
 class DEQNotConvergedWarning(RuntimeWarning):
@@ -22,7 +22,8 @@ class DEQNotConvergedWarning(RuntimeWarning):
 class DEQ(MBDLNetwork):
     """``x* = T(x*)`` with ``T(x) = alpha D(z) + (1 - alpha) z`` and ``z = x - gamma A^H(A x - y)``.
 
-    ``D`` is an :class:`EDSR` prior on ``(B, 2, H, W)`` images (real, imaginary channels); ``gamma`` and
+    ``D`` is an :class:`EDSR` prior on ``(B, channels, H, W)`` images (MRI: 2 = real, imaginary; super-resolution:
+    3 colour channels or 1 grey, ``physics.to_channels``); ``gamma`` and
     ``alpha`` are learnable scalars. The forward pass starts from ``x0 = A^H y``, solves the fixed point by
     Anderson acceleration without gradients (the prior in whatever mode it is in), then applies ``T``
     once more with gradients and returns that (Jacobian-free backpropagation). After every forward,
@@ -40,7 +41,8 @@ class DEQ(MBDLNetwork):
     never uses; it is deliberately not reproduced, so the paper size has 999,426 + 2 parameters, not 999,429.
     """
 
-    needs_maps = True
+    needs_maps = True  # on MRI data: the data's (or ESPIRiT) coil maps
+    problems = ("csmri", "sr")
 
     def __init__(
         self,
@@ -53,28 +55,33 @@ class DEQ(MBDLNetwork):
         mixing: float = 1.0,
         tol: float = 1e-4,
         max_iter: int = 100,
+        channels: int = 2,
     ):
         super().__init__()
         validate_solver_settings(memory, reg, mixing, tol, max_iter)
-        self.prior = EDSR(in_channels=2, out_channels=2, feats=feats, num_blocks=num_blocks)
+        self.prior = EDSR(in_channels=channels, out_channels=channels, feats=feats, num_blocks=num_blocks)
         self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
         self.solver_settings = {"memory": int(memory), "reg": float(reg), "mixing": float(mixing), "tol": float(tol)}
         self.solver_settings["max_iter"] = int(max_iter)
         self.solver_stats: dict[str, Any] = {}
 
-    def fixed_point_map(self, x: Tensor, y_native: Tensor, sense: NativeOrderSENSE) -> Tensor:
-        """``T(x)`` for complex images ``(B, H, W, 2)``; ``y`` in native k-space order (see NativeOrderSENSE)."""
-        z = x - self.gamma * sense.normal_residual(x, y_native)
-        denoised = self.prior(z.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    def fixed_point_map(self, x: Tensor, term: DataTerm) -> Tensor:
+        """``T(x)``: a gradient step on the data term, then the prior, mixed by ``alpha``."""
+        z = x - self.gamma * term.grad(x)
+        physics = term.physics
+        denoised = physics.from_channels(self.prior(physics.to_channels(z)))
         return self.alpha * denoised + (1 - self.alpha) * z
 
-    def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
-        sense = NativeOrderSENSE(physics.mask, require_maps(physics, "deq"))
-        y_native = sense.to_native(y)
+    def forward(self, y: Tensor, physics: Physics) -> Tensor:
+        try:
+            term = physics.data_term(y)
+        except ValueError:  # MRI data without coil maps: say how to get them
+            require_maps(physics, "deq")
+            raise
         with torch.no_grad():
-            x0 = sense.reduce(sense.apply_mask(y_native))  # A^H y
-            x_star, stats = anderson(lambda x: self.fixed_point_map(x, y_native, sense), x0, **self.solver_settings)
+            x0 = term.init()  # A^H y
+            x_star, stats = anderson(lambda x: self.fixed_point_map(x, term), x0, **self.solver_settings)
         self.solver_stats = stats
         tol = self.solver_settings["tol"]
         if not stats["converged"]:
@@ -84,7 +91,7 @@ class DEQ(MBDLNetwork):
                 DEQNotConvergedWarning,
                 stacklevel=2,
             )
-        return self.fixed_point_map(x_star, y_native, sense).contiguous()
+        return self.fixed_point_map(x_star, term).contiguous()
 
     def priors(self) -> dict[str, nn.Module]:
         return {"prior": self.prior}

@@ -7,11 +7,14 @@ coil maps ``(B, C, H, W, 2)``. The FFT is fastmri's centred orthonormal ``fft2c`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import fastmri
 import torch
 from torch import Tensor
+
+from spade_pl.physics.base import DataTerm, Physics
 
 
 def _complex(x: Tensor) -> Tensor:
@@ -93,16 +96,18 @@ class NativeOrderSENSE:
 
 
 @dataclass(frozen=True)
-class MultiCoilMRI:
+class MultiCoilMRI(Physics):
     """``A x = P ⊙ F(S ⊙ x)`` and its adjoint ``A^H k = Σ_c conj(S_c) ⊙ F^{-1}(P ⊙ k_c)``.
 
     A plain (frozen) value object rather than an ``nn.Module``: it carries per-batch data (mask,
-    maps), has no parameters, and must never be traced or pruned.
+    maps), has no parameters, and must never be traced or pruned. Complex images ``(B, H, W, 2)`` meet CNN
+    priors as 2 channels (real, imaginary).
     """
 
     mask: Tensor
     maps: Tensor | None = None
     num_low_frequencies: int | None = None
+    channels: int = 2
 
     def _require_maps(self) -> Tensor:
         if self.maps is None:
@@ -124,6 +129,22 @@ class MultiCoilMRI:
         """The same sampling with other coil maps (e.g. maps estimated by a network)."""
         return replace(self, maps=maps)
 
+    def to_channels(self, x: Tensor) -> Tensor:
+        return x.permute(0, 3, 1, 2)
+
+    def from_channels(self, t: Tensor) -> Tensor:
+        return t.permute(0, 2, 3, 1)
+
+    def transformed(self, transform: Callable[[Tensor], Tensor]) -> MultiCoilMRI:
+        """The coil maps move with the object (the SPADE reference's convention for EI)."""
+        return self if self.maps is None else self.with_maps(transform(self.maps))
+
+    def frozen(self) -> MultiCoilMRI:
+        return self.with_maps(self._require_maps().detach())
+
+    def data_term(self, y: Tensor) -> MRIDataTerm:
+        return MRIDataTerm(self, y)
+
     def with_mask(self, mask: Tensor) -> MultiCoilMRI:
         """The same coils with another sampling mask."""
         return replace(self, mask=mask)
@@ -143,6 +164,22 @@ class MultiCoilMRI:
         held_out = columns & ~centre & draw
         shape = self.mask.shape
         return self.with_mask((columns & ~held_out).reshape(shape)), self.with_mask(held_out.reshape(shape))
+
+
+class MRIDataTerm(DataTerm):
+    """``A`` bound to ``y`` on native-order k-space (:class:`NativeOrderSENSE`): the same ``A^H y`` and
+    ``A^H(A x − y)`` as the centred operators, without shifting the multi-coil tensors every iteration."""
+
+    def __init__(self, physics: MultiCoilMRI, y: Tensor):
+        super().__init__(physics, y)
+        self.sense = NativeOrderSENSE(physics.mask, physics._require_maps())
+        self.y_native = self.sense.to_native(y)
+
+    def init(self) -> Tensor:
+        return self.sense.reduce(self.sense.apply_mask(self.y_native))
+
+    def grad(self, x: Tensor) -> Tensor:
+        return self.sense.normal_residual(x, self.y_native)
 
 
 def rss_zero_filled(masked_kspace: Tensor) -> Tensor:

@@ -11,7 +11,6 @@ from dataclasses import asdict
 
 import lightning as L
 
-from spade_pl.batch import physics_of
 from spade_pl.errors import SpadeInputError
 from spade_pl.pruning.spade import PruneSettings, PruningResult, prune_network
 
@@ -42,7 +41,7 @@ class SpadePruning(L.Callback):
         if loader is None:
             raise SpadeInputError("SPADE pruning needs a datamodule to draw one real input batch from")
         batch = next(iter(loader))
-        result = prune_network(pl_module.network, batch.masked_kspace, physics_of(batch), self.settings)
+        result = prune_network(pl_module.network, batch.y, batch.physics(), self.settings)
         pl_module.pruning_structure = result.structure
         self.result = result
         for logger in trainer.loggers:
