@@ -45,9 +45,29 @@ TINY_NETWORKS = {
 }
 
 
+# super-resolution: small patches, small evaluation crops, a few images' worth of steps
+TINY_SR_DATA = [
+    "data.patch_size=16",
+    "data.patches_per_image=2",
+    "data.eval_size=32",
+    "data.batch_size=4",
+    "logger=csv",
+    "trainer.accelerator=cpu",
+    "+trainer.enable_model_summary=false",
+]
+TINY_NETWORKS.update(
+    {
+        "du_sr": ["network.model.iterations=2", "network.model.widths=[4,8]", "network.model.blocks=1"],
+        "deq_sr": ["network.model.feats=8", "network.model.num_blocks=1", "network.model.max_iter=15"],
+    }
+)
+
+
 def tiny_overrides(overrides: tuple[str, ...] = ()) -> list[str]:
-    network = next((o.split("=", 1)[1] for o in overrides if o.startswith("network=")), "e2e_varnet")
-    return [*TINY_DATA, *TINY_NETWORKS.get(network, [])]
+    sr = "problem=sr" in overrides
+    default = "du_sr" if sr else "e2e_varnet"
+    network = next((o.split("=", 1)[1] for o in overrides if o.startswith("network=")), default)
+    return [*(TINY_SR_DATA if sr else TINY_DATA), *TINY_NETWORKS.get(network, [])]
 
 
 def spade_cli(*args: str, cwd: Path, cache: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -11,10 +11,10 @@ from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
 from spade_pl.finetune.selfsup import relative_error
-from spade_pl.finetune.transforms import Rotations, rotate, rotate_complex
+from spade_pl.finetune.transforms import Rotations, rotate
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes
 
 
 def _batch(size=32, coils=4, full=False, with_maps=True, target=None) -> MRISample:
@@ -171,10 +171,13 @@ def test_rotations():
     back = rotate(rotate(smooth, 30), -30)
     assert (back - smooth)[..., 8:-8, 8:-8].abs().max() < 0.02  # interpolation error only
     image = torch.randn(2, 8, 8, 2)
-    assert rotate_complex(image, 180).shape == image.shape
-    assert torch.equal(rotate_complex(rotate_complex(image, 90), 270), image)
-    maps = torch.randn(2, 3, 8, 8, 2)
-    assert torch.equal(rotate_complex(maps, 90)[:, 1], rotate_complex(maps[:, 1], 90))
+    planes = complex_planes(image)
+    assert planes.shape == (2, 2, 8, 8) and torch.equal(from_complex_planes(planes, image), image)
+    assert torch.equal(from_complex_planes(rotate(rotate(planes, 90), 270), image), image)
+    maps = torch.randn(2, 3, 8, 8, 2)  # coil maps rotate coil by coil
+    physics = MultiCoilMRI(mask=torch.ones(2, 1, 1, 8, 1, dtype=torch.bool), maps=maps)
+    turned = physics.transformed(lambda p: rotate(p, 90)).maps
+    assert torch.equal(turned[:, 1], from_complex_planes(rotate(complex_planes(maps[:, 1]), 90), maps[:, 1]))
 
 
 def test_exact_rotations_of_non_square_images_keep_the_shape_and_the_centre():
@@ -185,9 +188,9 @@ def test_exact_rotations_of_non_square_images_keep_the_shape_and_the_centre():
     assert turned.shape == wide.shape
     assert torch.equal(turned[..., 2:4, 4:6], torch.ones(1, 1, 2, 2)) and turned.max() == 1.0
     assert torch.equal(rotate(wide, 180), torch.rot90(wide, 2, (-2, -1)))
-    valid = Rotations.valid(torch.zeros(1, 6, 10, 2), 90)
-    assert valid.shape == (1, 6, 10, 1) and valid[0, :, 2:8].all() and not valid[0, :, :2].any()
-    assert Rotations.valid(torch.zeros(1, 8, 8, 2), 45)[0, 0, 0, 0] == 0  # an empty corner
+    valid = Rotations.valid(torch.zeros(1, 2, 6, 10), 90)
+    assert valid.shape == (1, 1, 6, 10) and valid[0, 0, :, 2:8].all() and not valid[0, 0, :, :2].any()
+    assert Rotations.valid(torch.zeros(1, 2, 8, 8), 45)[0, 0, 0, 0] == 0  # an empty corner
 
 
 def test_bad_selfsup_settings():

@@ -50,8 +50,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return optimized_value(cfg, run(cfg))
     except SpadeInputError as err:
-        log.error("error: %s", err)  # into the job's own log file as well
         if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("error: %s", err)  # into the job's own log file
             raise  # Hydra marks this job failed and reports it after the sweep's other jobs have run
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

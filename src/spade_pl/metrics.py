@@ -4,6 +4,11 @@
   uniform window (``fastmri.evaluate``, i.e. what the fastMRI leaderboard reports).
 - ``minmax`` (SPADE reference): per image, centre-crop to a square, min-max normalise prediction and
   ground truth to [0, 1] independently, PSNR with max 1, SSIM with an 11x11 Gaussian window (σ 1.5).
+- ``sr_y`` (super-resolution): per image, clamp to [0, 1], the luminance (Y of ITU-R BT.601, as MATLAB's
+  ``rgb2ycbcr``) of RGB images, ``border`` pixels (the scale) cropped from every side, PSNR with max 1, SSIM
+  with an 11x11 Gaussian window (σ 1.5); ``sr_rgb``: the same on every colour channel.
+
+Images are ``(slices, h, w)`` (MRI magnitudes) or ``(slices, C, h, w)`` (colour channels).
 """
 
 from __future__ import annotations
@@ -18,12 +23,17 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from spade_pl.errors import require
 
-CONVENTIONS = ("fastmri", "minmax")
+CONVENTIONS = ("fastmri", "minmax", "sr_y", "sr_rgb")
 _ssim_loss = SSIMLoss()
 
 
+def planes(images: Tensor) -> Tensor:
+    """``(B, h, w)`` or ``(B, C, h, w)`` -> ``(B·C, 1, h, w)``: one grey plane per channel (for fastMRI's SSIM)."""
+    return images.reshape(-1, 1, *images.shape[-2:])
+
+
 def slice_metrics(prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
-    """Fast per-slice PSNR/SSIM ``(B, h, w)`` for progress logging (data range = each target's max)."""
+    """Fast per-slice PSNR/SSIM for progress logging (data range = each target's max)."""
     data_range = target.flatten(1).amax(dim=1)
     psnr = torch.stack(
         [
@@ -31,7 +41,8 @@ def slice_metrics(prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
             for p, t, r in zip(prediction, target, data_range, strict=True)
         ]
     )
-    ssim = 1 - _ssim_loss.to(prediction.device)(prediction.unsqueeze(1), target.unsqueeze(1), data_range)
+    per_plane = data_range.repeat_interleave(planes(target).shape[0] // target.shape[0])
+    ssim = 1 - _ssim_loss.to(prediction.device)(planes(prediction), planes(target), per_plane)
     return {"psnr": psnr.mean(), "ssim": ssim}
 
 
@@ -40,9 +51,34 @@ def _minmax(x: Tensor) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def volume_metrics(prediction: np.ndarray, target: np.ndarray, convention: str = "fastmri") -> dict[str, float]:
-    """PSNR and SSIM of one volume ``(slices, h, w)`` under ``convention``."""
+def luminance(rgb: Tensor) -> Tensor:
+    """``(N, 3, h, w)`` RGB in [0, 1] -> ``(N, 1, h, w)`` Y of ITU-R BT.601 in [16/255, 235/255]."""
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=rgb.dtype).reshape(1, 3, 1, 1) / 255.0
+    return (rgb * weights).sum(1, keepdim=True) + 16.0 / 255.0
+
+
+def _sr_metrics(prediction: np.ndarray, target: np.ndarray, convention: str, border: int) -> dict[str, float]:
+    pred, gt = (torch.from_numpy(a).double().clamp(0, 1) for a in (prediction, target))
+    if pred.dim() == 3:
+        pred, gt = pred[:, None], gt[:, None]
+    if convention == "sr_y" and pred.shape[1] == 3:
+        pred, gt = luminance(pred), luminance(gt)
+    if border:
+        pred, gt = pred[..., border:-border, border:-border], gt[..., border:-border, border:-border]
+    psnr = peak_signal_noise_ratio(pred, gt, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    ssim = structural_similarity_index_measure(
+        planes(pred), planes(gt), data_range=1.0, kernel_size=11, sigma=1.5, reduction="none"
+    )
+    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
+
+
+def volume_metrics(
+    prediction: np.ndarray, target: np.ndarray, convention: str = "fastmri", border: int = 0
+) -> dict[str, float]:
+    """PSNR and SSIM of one volume (its slices stacked) under ``convention``; ``border``: for ``sr_*``."""
     require(convention in CONVENTIONS, f"metric convention {convention!r} is unknown; allowed: {CONVENTIONS}")
+    if convention.startswith("sr_"):
+        return _sr_metrics(prediction, target, convention, border)
     if convention == "fastmri":
         return {
             "psnr": float(evaluate.psnr(target, prediction)),

@@ -45,6 +45,7 @@ class ReconModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         metric_convention: str = "fastmri",
+        metric_border: int = 0,
         num_log_images: int = 2,
         teacher: MBDLNetwork | None = None,
     ):
@@ -151,8 +152,8 @@ class ReconModule(L.LightningModule):
         per_volume = []
         for fname, slices in volumes.items():
             pred, zf, gt = (np.stack([arrays[j] for _, arrays in slices]) for j in range(3))
-            recon = volume_metrics(pred, gt, self.hparams.metric_convention)
-            zero = volume_metrics(zf, gt, self.hparams.metric_convention)
+            recon = volume_metrics(pred, gt, self.hparams.metric_convention, self.hparams.metric_border)
+            zero = volume_metrics(zf, gt, self.hparams.metric_convention, self.hparams.metric_border)
             per_volume.append(
                 {"volume": fname, "slices": len(slices), **recon, **{f"zf_{k}": v for k, v in zero.items()}}
             )

@@ -75,7 +75,13 @@ class Run:
         self.output_dir = Path(cfg.paths.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.writer = is_writer()
-        needs_maps = network_choice(cfg) if get_class(cfg.network.model._target_).needs_maps else None
+        network_class = get_class(cfg.network.model._target_)
+        fits = getattr(network_class, "problems", ("csmri",))
+        require(
+            cfg.problem.name in fits,
+            f"{network_choice(cfg)} does not fit problem={cfg.problem.name}; it is a network for: {', '.join(fits)}",
+        )
+        needs_maps = network_choice(cfg) if network_class.needs_maps else None
         self.datamodule: SplitDataModule = build(cfg.data, require_maps=needs_maps)
         self.datamodule.evaluating_on(cfg.get("eval_split", "test"))
         self.prune_settings = PruneSettings.from_config(cfg.prune)
@@ -110,6 +116,7 @@ class Run:
             optimizer=build(train_cfg.optimizer) if train_cfg.get("optimizer") else None,
             scheduler=build(train_cfg.scheduler) if train_cfg.get("scheduler") else None,
             metric_convention=self.cfg.problem.metric_convention,
+            metric_border=int(self.cfg.problem.get("metric_border", 0)),
             teacher=teacher,
         )
         module.pruning_structure = structure
@@ -252,7 +259,7 @@ class Run:
             "convention": first["convention"],
             "num_volumes": len(first["per_volume"]),
             "models": {
-                "zero-filled": split_test_results(first)[0],
+                self.cfg.problem.get("baseline", "zero-filled"): split_test_results(first)[0],
                 **{n: split_test_results(m.test_results)[1] for n, m in tested.items()},
             },
             **(extra or {}),

@@ -49,6 +49,13 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def displayable(image: np.ndarray) -> np.ndarray:
+    """``(h, w)`` grey, ``(1, h, w)`` grey or ``(3, h, w)`` RGB -> what ``imshow`` takes, clipped to [0, 1]."""
+    if image.ndim == 3:
+        image = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    return np.clip(image, 0, 1)
+
+
 def plot_results(
     results: dict[str, Any], path: Path, examples: Mapping[str, Mapping[str, np.ndarray]] | None = None
 ) -> None:
@@ -67,7 +74,8 @@ def plot_results(
     images: dict[str, np.ndarray] = {}
     if examples:
         first = next(iter(examples.values()))
-        images = {"zero-filled": first["zero_filled"], **{n: e["prediction"] for n, e in examples.items()}}
+        baseline = next(iter(models))  # the classical reconstruction comes first (zero-filled, bicubic)
+        images = {baseline: first["zero_filled"], **{n: e["prediction"] for n, e in examples.items()}}
     columns = max(len(images) + 1, 2)
     image_rows = 2 if images else 0
     fig = plt.figure(figsize=(max(2.2 * columns, 2 + 1.4 * len(models)), 2.3 * image_rows + 3.4))
@@ -77,12 +85,14 @@ def plot_results(
         scale = max(float(target.max()), 1e-12)
         for col, (name, image) in enumerate([*images.items(), ("ground truth", target)]):
             ax = fig.add_subplot(grid[0, col])
-            ax.imshow(image / scale, cmap="gray", vmin=0, vmax=1)
+            ax.imshow(displayable(image / scale), cmap="gray", vmin=0, vmax=1)
             ax.set_title(name, fontsize=8)
             ax.axis("off")
             if name != "ground truth":
                 err = fig.add_subplot(grid[1, col])
-                err.imshow(np.abs(image - target) / scale * 5, cmap="magma", vmin=0, vmax=1)
+                error = np.abs(image - target)
+                error = error.mean(0) if error.ndim == 3 else error  # colour: the mean over channels
+                err.imshow(error / scale * 5, cmap="magma", vmin=0, vmax=1)
                 err.set_title(f"|error| x5, {name}", fontsize=7)
                 err.axis("off")
     half = columns // 2

@@ -19,7 +19,13 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 # how results.json names a model -> its role in a job, whatever the strategy ("pruned + distill" -> finetuned)
-ROLES = {"zero-filled": "zero_filled", "dense": "dense", "pruned (one-shot)": "one_shot", "model": "model"}
+ROLES = {
+    "zero-filled": "zero_filled",
+    "bicubic": "bicubic",
+    "dense": "dense",
+    "pruned (one-shot)": "one_shot",
+    "model": "model",
+}
 BENCHMARK_KEYS = ("speedup_forward", "speedup_priors", "mac_bound_forward", "measured_over_bound")
 
 

@@ -9,11 +9,12 @@ from torch import Tensor, nn
 
 from spade_pl.batch import Sample
 from spade_pl.errors import require
+from spade_pl.metrics import planes
 from spade_pl.models.base import MBDLNetwork
 
 
 class ReconstructionLoss(nn.Module):
-    """ℓ(prediction, reference) on magnitude images ``(B, h, w)``.
+    """ℓ(prediction, reference) on real images ``(B, h, w)`` (MRI magnitudes) or ``(B, C, h, w)`` (colour).
 
     ``ssim`` (1 − fastMRI SSIM, data range = the reference's per-image maximum), ``l1``, ``smooth_l1``, and
     ``l1_ssim`` = (1 − SSIM) + ‖p − r‖₁ / ‖r‖₁: both terms unitless, so neither dominates whatever the data's
@@ -34,7 +35,8 @@ class ReconstructionLoss(nn.Module):
         if self.kind == "smooth_l1":
             return nn.functional.smooth_l1_loss(prediction, reference)
         data_range = reference.flatten(1).amax(dim=1)
-        structure = self.ssim(prediction.unsqueeze(1), reference.unsqueeze(1), data_range)
+        per_plane = data_range.repeat_interleave(planes(reference).shape[0] // reference.shape[0])
+        structure = self.ssim(planes(prediction), planes(reference), per_plane)
         if self.kind == "ssim":
             return structure
         return structure + (prediction - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12)

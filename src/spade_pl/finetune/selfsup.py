@@ -24,7 +24,7 @@ from spade_pl.finetune.base import Objective
 from spade_pl.finetune.transforms import Rotations
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
-from spade_pl.physics.mri import MultiCoilMRI, fft2c, ifft2c
+from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
 
 
 def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -89,6 +89,7 @@ class SelfSupervised(Objective):
             def measure(x: Tensor, operator_: Physics) -> Tensor:
                 return operator_.A(x)
 
+            to_planes, from_planes = operator.to_channels, operator.from_channels
         else:  # coil domain (networks that predict multi-coil k-space): x = coil images, A = P F, no maps needed
             operator, x1 = physics, ifft2c(coils)
 
@@ -98,15 +99,25 @@ class SelfSupervised(Objective):
             def measure(x: Tensor, operator_: MultiCoilMRI) -> Tensor:
                 return operator_.apply_mask(fft2c(x))
 
+            def to_planes(x: Tensor) -> Tensor:
+                return complex_planes(x)
+
+            def from_planes(planes: Tensor) -> Tensor:
+                return from_complex_planes(planes, x1)
+
         mc = relative_error(measure(x1, operator), y)
         ei = x1.new_zeros(())
         for degrees in self.transform.sample(student.training):
-            x2 = self.transform.apply(x1, degrees)
-            transformed = operator.transformed(lambda t, degrees=degrees: self.transform.apply(t, degrees))
+
+            def turn(planes: Tensor, degrees: float = degrees) -> Tensor:
+                return self.transform.apply(planes, degrees)
+
+            x2 = from_planes(turn(to_planes(x1)))
+            transformed = operator.transformed(turn)
             y2 = measure(x2, transformed)
             x3 = estimate(y2, transformed)
-            valid = self.transform.valid(x1, degrees)
-            ei = ei + relative_error(x3, x2, valid) + relative_error(measure(x3, transformed), y2)
+            valid = self.transform.valid(to_planes(x1), degrees)
+            ei = ei + relative_error(to_planes(x3), to_planes(x2), valid) + relative_error(measure(x3, transformed), y2)
         ei = ei / self.transform.num_transforms
         loss = mc + self.ei_weight * ei
         logs = {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}

@@ -55,13 +55,6 @@ def rotate(images: Tensor, degrees: float) -> Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def rotate_complex(x: Tensor, degrees: float) -> Tensor:
-    """Rotate complex images ``(B, ..., H, W, 2)`` (an image or a stack of coil maps) in the image plane."""
-    lead, (height, width) = x.shape[:-3], x.shape[-3:-1]
-    planes = x.movedim(-1, -3).reshape(lead[0], -1, height, width)
-    return rotate(planes, degrees).reshape(*lead, 2, height, width).movedim(-3, -1)
-
-
 class Rotations:
     """Draw ``num_transforms`` rotations per step from ``angles`` (degrees); ``None`` = any integer in 1..359.
 
@@ -86,10 +79,11 @@ class Rotations:
         return [self.angles[i] for i in picks]
 
     @staticmethod
-    def apply(x: Tensor, degrees: float) -> Tensor:
-        return rotate_complex(x, degrees)
+    def apply(planes: Tensor, degrees: float) -> Tensor:
+        """Rotate real image planes ``(B, N, H, W)`` (a physics maps its images to planes and back)."""
+        return rotate(planes, degrees)
 
     @staticmethod
-    def valid(like: Tensor, degrees: float) -> Tensor:
-        """``(..., H, W, 1)`` weights: 1 where the rotated image holds content of the original, else 0."""
-        return (rotate_complex(torch.ones_like(like), degrees)[..., :1] > 0.999).to(like.dtype)
+    def valid(planes: Tensor, degrees: float) -> Tensor:
+        """``(B, 1, H, W)`` weights: 1 where the rotated image holds content of the original, else 0."""
+        return (rotate(torch.ones_like(planes[:, :1]), degrees) > 0.999).to(planes.dtype)

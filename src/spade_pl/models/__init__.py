@@ -3,7 +3,9 @@
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.deq import DEQ
 from spade_pl.models.edsr import EDSR
+from spade_pl.models.resunet import ResUNet
+from spade_pl.models.unrolled import UnrolledHQS
 from spade_pl.models.varnet import E2EVarNet
 from spade_pl.models.varnet_maps import VarNetGivenMaps
 
-__all__ = ["DEQ", "EDSR", "E2EVarNet", "MBDLNetwork", "VarNetGivenMaps"]
+__all__ = ["DEQ", "EDSR", "E2EVarNet", "MBDLNetwork", "ResUNet", "UnrolledHQS", "VarNetGivenMaps"]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spade_pl.errors import require
 from spade_pl.models.anderson import anderson, validate_solver_settings
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.edsr import EDSR
@@ -74,6 +75,11 @@ class DEQ(MBDLNetwork):
         return self.alpha * denoised + (1 - self.alpha) * z
 
     def forward(self, y: Tensor, physics: Physics) -> Tensor:
+        require(
+            physics.channels == self.prior.head.in_channels,
+            f"the DEQ's prior takes {self.prior.head.in_channels} channels and this problem's images have "
+            f"{physics.channels} (network.model.channels; for problem=sr use network=deq_sr)",
+        )
         try:
             term = physics.data_term(y)
         except ValueError:  # MRI data without coil maps: say how to get them

@@ -6,9 +6,10 @@ Networks, pruning, fine-tuning objectives and the benchmark use only this interf
 files (physics, data, networks, configs), not edits to the spine.
 
 - ``A`` / ``A_adjoint``: the measurement operator and its adjoint.
-- ``data_term(y)``: ``A`` bound to measurements ``y`` for iterative networks: ``init()`` = ``A^H y`` and
-  ``grad(x)`` = ``A^H(A x − y)`` (a physics may override it with a faster equivalent, e.g. MRI's native-order
-  k-space), and ``prox(z, alpha)`` = ``argmin_x ‖A x − y‖² + alpha ‖x − z‖²`` where a closed form exists.
+- ``data_term(y)``: ``A`` bound to measurements ``y`` for iterative networks: ``init()`` (a starting image,
+  ``A^H y`` by default), ``grad(x)`` = ``A^H(A x − y)`` (a physics may override it with a faster equivalent,
+  e.g. MRI's native-order k-space), and ``prox(z, alpha)`` = ``argmin_x ‖A x − y‖² + alpha ‖x − z‖²``
+  (conjugate gradients, or a physics' closed form).
 - ``channels``, ``to_channels`` / ``from_channels``: how images meet CNN priors (``(B, C, H, W)`` tensors).
 - For self-supervised fine-tuning: ``transformed(fn)`` (the operator for a transformed object: MRI rotates
   its coil maps, a shift-invariant blur stays as it is), ``frozen()`` (the operator with nothing that
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,15 +34,36 @@ class DataTerm:
         self.y = y
 
     def init(self) -> Tensor:
-        """The starting image ``A^H y``."""
+        """A starting image: ``A^H y`` unless the physics knows a better one (super-resolution: bicubic)."""
         return self.physics.A_adjoint(self.y)
 
     def grad(self, x: Tensor) -> Tensor:
         """``A^H(A x − y)``, the gradient of ``½‖A x − y‖²``."""
         return self.physics.A_adjoint(self.physics.A(x) - self.y)
 
-    def prox(self, z: Tensor, alpha: Tensor | float) -> Tensor:
-        raise NotImplementedError(f"{type(self.physics).__name__} has no closed-form data step")
+    def prox(self, z: Tensor, alpha: Tensor | float, iterations: int = 30) -> Tensor:
+        """``argmin_x ‖A x − y‖² + α ‖x − z‖²`` by conjugate gradients on ``(A^H A + α) x = A^H y + α z``
+        (a physics overrides this with a closed form where one exists)."""
+        alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device).reshape(-1, *[1] * (z.dim() - 1))
+
+        def normal(v: Tensor) -> Tensor:
+            return self.physics.A_adjoint(self.physics.A(v)) + alpha * v
+
+        def dot(a: Tensor, b: Tensor) -> Tensor:  # per batch item, shaped to broadcast over the image
+            return (a * b).flatten(1).sum(1).reshape(-1, *[1] * (a.dim() - 1))
+
+        x = z
+        residual = self.physics.A_adjoint(self.y) + alpha * z - normal(x)
+        direction, energy = residual, dot(residual, residual)
+        for _ in range(iterations):
+            step_normal = normal(direction)
+            step = energy / dot(direction, step_normal).clamp_min(1e-30)
+            x = x + step * direction
+            residual = residual - step * step_normal
+            new_energy = dot(residual, residual)
+            direction = residual + (new_energy / energy.clamp_min(1e-30)) * direction
+            energy = new_energy
+        return x
 
 
 class Physics(ABC):
@@ -84,6 +105,3 @@ class Physics(ABC):
 
     @abstractmethod
     def split(self, fraction: float, generator: torch.Generator | None = None) -> tuple[Physics, Physics]: ...
-
-    def describe(self) -> dict[str, Any]:
-        return {"operator": type(self).__name__}

@@ -21,6 +21,16 @@ def _complex(x: Tensor) -> Tensor:
     return torch.view_as_complex(x if x.stride(-1) == 1 and x.stride(-2) == 2 else x.contiguous())
 
 
+def complex_planes(x: Tensor) -> Tensor:
+    """Complex images ``(B, ..., H, W, 2)`` (an image, coil images, coil maps) -> real planes ``(B, N, H, W)``."""
+    return x.movedim(-1, -3).reshape(x.shape[0], -1, *x.shape[-3:-1])
+
+
+def from_complex_planes(planes: Tensor, like: Tensor) -> Tensor:
+    """The inverse of :func:`complex_planes` for tensors shaped like ``like``."""
+    return planes.reshape(*like.shape[:-3], 2, *planes.shape[-2:]).movedim(-3, -1)
+
+
 def fft2c(x: Tensor) -> Tensor:
     """Centred orthonormal 2-D FFT of ``(..., H, W, 2)``: fastmri.fft2c's result, native complex arithmetic."""
     c = torch.fft.fft2(torch.fft.ifftshift(_complex(x), dim=(-2, -1)), norm="ortho")
@@ -136,8 +146,11 @@ class MultiCoilMRI(Physics):
         return t.permute(0, 2, 3, 1)
 
     def transformed(self, transform: Callable[[Tensor], Tensor]) -> MultiCoilMRI:
-        """The coil maps move with the object (the SPADE reference's convention for EI)."""
-        return self if self.maps is None else self.with_maps(transform(self.maps))
+        """The coil maps move with the object (the SPADE reference's convention for EI); ``transform`` acts on
+        real planes ``(B, N, H, W)``."""
+        if self.maps is None:
+            return self
+        return self.with_maps(from_complex_planes(transform(complex_planes(self.maps)), self.maps))
 
     def frozen(self) -> MultiCoilMRI:
         return self.with_maps(self._require_maps().detach())

@@ -125,14 +125,10 @@ class Downsampling(Physics):
 
     def split(self, fraction: float, generator: torch.Generator | None = None) -> tuple[Downsampling, Downsampling]:
         """Two operators on disjoint random subsets of the measured low-resolution pixels: (kept, held out)."""
-        require(self.mask is not None, "split needs the measured-pixel mask: build it with .measuring(y)")
+        require(self.mask is not None, "split needs the measured-pixel mask (SRSample.physics() sets it)")
         draw = torch.rand(self.mask.shape, generator=generator).to(self.mask.device) < fraction
         held_out = self.mask & draw
         return self.with_mask(self.mask & ~held_out), self.with_mask(held_out)
-
-    def measuring(self, y: Tensor) -> Downsampling:
-        """This operator with an explicit all-measured mask shaped like ``y``'s pixels ``(B, 1, h, w)``."""
-        return self if self.mask is not None else self.with_mask(torch.ones_like(y[:, :1], dtype=torch.bool))
 
     def data_term(self, y: Tensor) -> SRDataTerm:
         return SRDataTerm(self, y)
@@ -143,14 +139,19 @@ class Downsampling(Physics):
 
 
 class SRDataTerm(DataTerm):
-    """``A`` bound to ``y``, with the closed-form data step (all pixels measured, i.e. no mask)."""
+    """``A`` bound to ``y``: bicubic start, closed-form data step when every low-resolution pixel is measured."""
 
     physics: Downsampling
 
-    def prox(self, z: Tensor, alpha: Tensor | float) -> Tensor:
-        """``argmin_x ‖A x − y‖² + α ‖x − z‖²`` = ``(AᵀA + α)⁻¹ (Aᵀy + α z)``, exactly, in the Fourier domain."""
+    def init(self) -> Tensor:
+        return self.physics.bicubic_upsampling(self.physics.apply_mask(self.y))
+
+    def prox(self, z: Tensor, alpha: Tensor | float, iterations: int = 30) -> Tensor:
+        """``argmin_x ‖A x − y‖² + α ‖x − z‖²`` = ``(AᵀA + α)⁻¹ (Aᵀy + α z)``, exactly, in the Fourier domain
+        (conjugate gradients when only part of the pixels is measured, e.g. in self-supervised splitting)."""
         physics = self.physics
-        require(physics.mask is None, "the closed-form data step needs every low-resolution pixel measured")
+        if physics.mask is not None and not bool(physics.mask.all()):
+            return super().prox(z, alpha, iterations)
         s = physics.scale
         otf = physics._otf(z)
         otf_conj, otf_power = otf.conj(), otf.abs() ** 2

@@ -1,0 +1,268 @@
+"""Super-resolution data: folders of high-resolution images (DIV2K, Set5, Set14, BSD100 layouts), split by image.
+
+The low-resolution measurements are made by the configured physics, ``y = (k ∗ x)↓s + n``: random HR patches
+(and flips / quarter turns) for training, whole images (cropped to a multiple of the scale, optionally to
+``eval_size``) for validation and test, with noise drawn from a generator seeded by the image name so that
+validation and test measurements never change. The embedded default (:class:`EmbeddedImagesBuilder`) writes
+images that ship inside scikit-image into the cache, split by image.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from spade_pl.data.splits import SPLITS, SplitDataModule, Splits
+from spade_pl.errors import SpadeInputError, require
+from spade_pl.physics.sr import Downsampling, make_kernel
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+CHANNELS = (1, 3)
+
+
+class SRSample(NamedTuple):
+    """One image (batched by the default collate); implements the batch protocol of :mod:`spade_pl.batch`."""
+
+    lr: Tensor  # (C, h, w) low-resolution measurements y
+    target: Tensor  # (C, H, W) high-resolution ground truth in [0, 1]
+    kernel: Tensor  # (kh, kw) blur kernel
+    scale: int
+    fname: str
+    slice_num: int  # always 0: an image is a one-slice "volume"
+
+    @property
+    def y(self) -> Tensor:
+        return self.lr
+
+    def physics(self) -> Downsampling:
+        mask = torch.ones_like(self.lr[:, :1], dtype=torch.bool)  # every low-resolution pixel is measured
+        scale = int(self.scale[0]) if isinstance(self.scale, Tensor) else int(self.scale)
+        return Downsampling(kernel=self.kernel, scale=scale, mask=mask, channels=self.lr.shape[1])
+
+    def image(self, x: Tensor) -> Tensor:
+        return x
+
+    def baseline(self) -> Tensor:
+        """Bicubic up-sampling of the measurements: the classical baseline of super-resolution."""
+        return self.physics().bicubic_upsampling(self.lr)
+
+
+@functools.lru_cache(maxsize=64)
+def read_image(path: Path, channels: int) -> np.ndarray:
+    """``(C, H, W)`` float32 in [0, 1]; grey (1) or RGB (3) whatever the file holds (alpha dropped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            converted = image.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(converted, dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise SpadeInputError(
+            f"image {path} cannot be read ({type(err).__name__}: {err}); allowed: {', '.join(IMAGE_SUFFIXES)} files"
+        ) from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _name_seed(name: str, seed: int) -> int:
+    return int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:4], "little")
+
+
+class SRDataset(Dataset):
+    """HR images -> (LR measurements, HR target) pairs through the physics ``y = (k ∗ x)↓s + n``."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        kernel: Tensor,
+        scale: int,
+        noise_std: float,
+        channels: int,
+        patch_size: int | None,
+        patches_per_image: int = 1,
+        eval_size: int | None = None,
+        seed: int = 0,
+    ):
+        self.files = list(files)
+        self.kernel = kernel
+        self.physics = Downsampling(kernel=kernel, scale=scale, channels=channels)
+        self.scale = scale
+        self.noise_std = float(noise_std)
+        self.channels = channels
+        self.patch_size = patch_size  # None: whole images (validation, test)
+        self.patches_per_image = patches_per_image if patch_size else 1
+        self.eval_size = eval_size
+        self.seed = seed
+        smallest = patch_size or 2 * scale
+        for path in self.files:
+            height, width = read_image(path, channels).shape[-2:]
+            require(
+                min(height, width) >= smallest,
+                f"image {path} is {height}x{width}, smaller than {smallest} pixels "
+                + ("(data.patch_size)" if patch_size else f"(twice the scale {scale})"),
+            )
+
+    def __len__(self) -> int:
+        return len(self.files) * self.patches_per_image
+
+    def _crop(self, image: Tensor) -> Tensor:
+        s = self.scale
+        if self.patch_size:
+            size = self.patch_size - self.patch_size % s
+            top = int(torch.randint(0, image.shape[-2] - size + 1, ()))
+            left = int(torch.randint(0, image.shape[-1] - size + 1, ()))
+            patch = image[:, top : top + size, left : left + size]
+            if bool(torch.rand(()) < 0.5):
+                patch = patch.flip(-1)
+            return torch.rot90(patch, int(torch.randint(0, 4, ())), dims=(-2, -1))
+        height, width = image.shape[-2:]
+        if self.eval_size:
+            height, width = min(height, self.eval_size), min(width, self.eval_size)
+        height, width = height - height % s, width - width % s
+        top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
+        return image[:, top : top + height, left : left + width]
+
+    def __getitem__(self, index: int) -> SRSample:
+        path = self.files[index // self.patches_per_image]
+        target = self._crop(torch.from_numpy(read_image(path, self.channels))).clone()
+        clean = self.physics.A(target[None])[0]
+        generator = None if self.patch_size else torch.Generator().manual_seed(_name_seed(path.name, self.seed))
+        noise = torch.randn(clean.shape, generator=generator) * self.noise_std
+        return SRSample(clean + noise, target, self.kernel, self.scale, path.name, 0)
+
+
+class ImageDataModule(SplitDataModule):
+    """Super-resolution data from image folders; splits by image (see :mod:`spade_pl.data.splits`)."""
+
+    def __init__(
+        self,
+        root: str | None,
+        scale: int,
+        kernel: str = "gaussian",
+        sigma: float | None = None,
+        noise_std: float = 0.01,
+        channels: int = 1,
+        patch_size: int = 64,
+        patches_per_image: int = 16,
+        eval_size: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        split_file: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        builder: EmbeddedImagesBuilder | None = None,
+        require_maps: str | None = None,  # the MRI option; images carry no coil maps and need none
+    ):
+        super().__init__(batch_size, num_workers)
+        require(root is not None or builder is not None, "data.root is not set; point it at a folder of images")
+        require(channels in CHANNELS, f"data.channels={channels} is invalid; allowed: 1 (grey) or 3 (RGB)")
+        require(noise_std >= 0, f"problem.noise_std={noise_std} is invalid; allowed: >= 0")
+        require(int(patch_size) >= 2 * int(scale), f"data.patch_size={patch_size} is invalid; allowed: >= 2 x scale")
+        require(int(patches_per_image) >= 1, f"data.patches_per_image={patches_per_image} is invalid; allowed: >= 1")
+        self.root = Path(root) if root is not None else builder.root
+        builder = builder if root is None else None  # your own folder: the embedded images are not needed
+        self.kernel = make_kernel(kernel, int(scale), sigma)
+        Downsampling(kernel=self.kernel, scale=int(scale))  # validates the scale before any work
+        self.scale, self.noise_std, self.channels = int(scale), float(noise_std), int(channels)
+        self.patch_size, self.patches_per_image = int(patch_size), int(patches_per_image)
+        self.eval_size, self.seed = eval_size, int(seed)
+        split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.splits = Splits(self.root, split_dirs, split_file, split_fractions, IMAGE_SUFFIXES, "image")
+        self.builder = builder
+
+    def prepare_data(self) -> None:
+        if self.builder is not None:
+            self.builder()
+
+    def build_dataset(self, split: str, purpose: str) -> SRDataset:
+        _, files, _ = self.splits.files(split, strict=False)
+        training = purpose == "train"
+        return SRDataset(
+            files,
+            self.kernel,
+            self.scale,
+            self.noise_std,
+            self.channels,
+            patch_size=self.patch_size if training else None,
+            patches_per_image=self.patches_per_image,
+            eval_size=self.eval_size,
+            seed=self.seed,
+        )
+
+    def synthetic_batch(self, size: int, coils: int = 0) -> SRSample:
+        """One ``size``² high-resolution image (scikit-image's camera, resized) for the benchmark."""
+        from skimage import data as skdata
+
+        image = torch.from_numpy(skdata.camera().astype(np.float32) / 255.0)[None, None]
+        image = F.interpolate(image, size=(size, size), mode="area")[0].repeat(self.channels, 1, 1)
+        size -= size % self.scale
+        target = image[:, :size, :size].contiguous()
+        lr = Downsampling(kernel=self.kernel, scale=self.scale).A(target[None])[0]
+        return default_collate([SRSample(lr, target, self.kernel, self.scale, "synthetic", 0)])
+
+
+# scikit-image's bundled images (no download), split by image; the test images are those GUIDE.md measured
+EMBEDDED_SPLITS = {
+    "train": (
+        "astronaut",
+        "rocket",
+        "hubble_deep_field",
+        "retina",
+        "brick",
+        "grass",
+        "gravel",
+        "immunohistochemistry",
+        "page",
+        "text",
+        "cell",
+    ),
+    "val": ("chelsea", "coins"),
+    "test": ("camera", "coffee", "moon"),
+}
+
+
+class EmbeddedImagesBuilder:
+    """Writes scikit-image's bundled images as PNGs into ``<cache>/embedded_images_<key>/{train,val,test}/``."""
+
+    def __init__(self, cache_dir: str | Path, splits: dict[str, Sequence[str]] | None = None):
+        self.cache_dir = Path(cache_dir)
+        self.splits = {k: list(v) for k, v in (splits or EMBEDDED_SPLITS).items()}
+        key = hashlib.sha1(json.dumps(self.splits, sort_keys=True).encode()).hexdigest()[:10]
+        self.root = self.cache_dir / f"embedded_images_{key}"
+
+    def __call__(self) -> Path:
+        if (self.root / "manifest.json").exists():
+            return self.root
+        from PIL import Image
+        from skimage import data as skdata
+
+        print(f"[data] writing the embedded super-resolution images into {self.root} (once)", flush=True)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.root.parent, prefix=f".{self.root.name}."))
+        for split in SPLITS:
+            (staging / split).mkdir()
+            for name in self.splits[split]:
+                array = getattr(skdata, name)()
+                if array.dtype != np.uint8:  # e.g. float images: to 8 bits like the others
+                    array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+                Image.fromarray(array[..., :3] if array.ndim == 3 else array).save(staging / split / f"{name}.png")
+        (staging / "manifest.json").write_text(json.dumps(self.splits, indent=2))
+        try:
+            staging.rename(self.root)
+        except OSError:  # another process finished first: keep theirs
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.root
