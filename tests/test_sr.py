@@ -178,3 +178,29 @@ def test_incompatible_network_and_problem_is_one_line(tmp_path):
     assert "error: network=e2e_varnet does not fit problem=sr; it is a network for: csmri" in proc.stderr
     proc = spade_cli("problem=sr", "network=deq", *["debug=fdr"], cwd=tmp_path, cache=tmp_path)
     assert proc.returncode == 2 and "use network=deq_sr" in proc.stderr
+
+
+def test_given_low_resolution_images_are_paired_by_name(tmp_path):
+    from spade_pl.data.images import ImageDataModule
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        (tmp_path / "hr" / split).mkdir(parents=True)
+        (tmp_path / "lr" / split).mkdir(parents=True)
+        for i in range(2):
+            hr = rng.integers(0, 255, size=(40, 36), dtype=np.uint8)
+            Image.fromarray(hr).save(tmp_path / "hr" / split / f"{split}{i}.png")
+            Image.fromarray(hr[::2, ::2]).save(tmp_path / "lr" / split / f"{split}{i}x2.png")
+    dm = ImageDataModule(str(tmp_path / "hr"), scale=2, patch_size=16, lr_root=str(tmp_path / "lr"), lr_suffix="x2")
+    patch = dm._dataset("train", "train")[0]
+    assert patch.target.shape == (1, 16, 16) and patch.lr.shape == (1, 8, 8)
+    # flips and quarter turns move the ::2 grid, but the LR patch is still a window of the LR file
+    lr_values = set(np.asarray(Image.open(tmp_path / "lr" / "train" / f"{patch.fname}".replace(".png", "x2.png"))).flat)
+    assert {round(float(v) * 255) for v in patch.lr.flatten()} <= lr_values
+    whole = dm._dataset("test", "eval")[0]
+    assert whole.lr.shape == (1, 20, 18) and torch.equal(whole.lr, whole.target[:, ::2, ::2])
+    Image.fromarray(np.zeros((5, 5), dtype=np.uint8)).save(tmp_path / "lr" / "test" / "test0x2.png")
+    with pytest.raises(
+        SpadeInputError, match=r"test0x2.png is 5x5; with test0.png \(40x36\) at scale 2 it must be 20x18"
+    ):
+        ImageDataModule(str(tmp_path / "hr"), scale=2, lr_root=str(tmp_path / "lr"), lr_suffix="x2")._dataset("test")

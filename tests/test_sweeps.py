@@ -28,22 +28,22 @@ def teachers(cache: Path) -> list[Path]:
     return sorted((cache / "teachers").glob("*/dense.ckpt"))
 
 
+def tiny_sweep(root: Path, *overrides: str) -> Path:
+    """``python -m spade_pl -m OVERRIDES`` on tiny sizes and a cold cache (``root/cache``); the sweep folder."""
+    proc = spade_cli("-m", *overrides, *tiny_overrides(), *FAST, *EPOCHS, cwd=root, cache=root / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep_dir(root)
+
+
 def test_parallel_joblib_sweep_trains_one_teacher_and_collects_the_grid(tmp_path):
     cache = tmp_path / "cache"
-    proc = spade_cli(
-        "-m",
+    sweep = tiny_sweep(
+        tmp_path,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "prune.ratio=0.25,0.5",
         "finetune=distill,supervised",
-        *tiny_overrides(),
-        *FAST,
-        *EPOCHS,
-        cwd=tmp_path,
-        cache=cache,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = sweep_dir(tmp_path)
     done = jobs(sweep)
     assert len(done) == 4 and all((j / "results.json").is_file() for j in done)
     assert len(teachers(cache)) == 1
@@ -67,23 +67,15 @@ def test_grid_experiment_is_one_sweep_of_ratios_times_strategies(make_cfg):
 
 @pytest.mark.slow
 def test_submitit_local_sweep(tmp_path):
-    cache = tmp_path / "cache"
-    proc = spade_cli(
-        "-m",
+    sweep = tiny_sweep(
+        tmp_path,
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
         "prune.ratio=0.25,0.5",
         "finetune=distill",
-        *tiny_overrides(),
-        *FAST,
-        *EPOCHS,
-        cwd=tmp_path,
-        cache=cache,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = sweep_dir(tmp_path)
     assert sum((j / "results.json").is_file() for j in jobs(sweep)) == 2
-    assert len(teachers(cache)) == 1
+    assert len(teachers(tmp_path / "cache")) == 1
     assert (sweep / "pareto.png").is_file()
 
 

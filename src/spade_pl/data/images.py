@@ -1,6 +1,7 @@
 """Super-resolution data: folders of high-resolution images (DIV2K, Set5, Set14, BSD100 layouts), split by image.
 
-The low-resolution measurements are made by the configured physics, ``y = (k ∗ x)↓s + n``: random HR patches
+The low-resolution measurements are made by the configured physics, ``y = (k ∗ x)↓s + n`` (or read from a folder
+of given LR images, ``lr_root``, DIV2K's ``<name>x2.png`` style with ``lr_suffix``): random HR patches
 (and flips / quarter turns) for training, whole images (cropped to a multiple of the scale, optionally to
 ``eval_size``) for validation and test, with noise drawn from a generator seeded by the image name so that
 validation and test measurements never change. The embedded default (:class:`EmbeddedImagesBuilder`) writes
@@ -59,9 +60,20 @@ class SRSample(NamedTuple):
         return self.physics().bicubic_upsampling(self.lr)
 
 
-@functools.lru_cache(maxsize=64)
 def read_image(path: Path, channels: int) -> np.ndarray:
-    """``(C, H, W)`` float32 in [0, 1]; grey (1) or RGB (3) whatever the file holds (alpha dropped)."""
+    """``(C, H, W)`` float32 in [0, 1]; grey (1) or RGB (3) whatever the file holds (alpha dropped).
+
+    Decoded images are cached (training draws many patches per image), keyed by the file's modification time.
+    """
+    try:
+        modified = path.stat().st_mtime_ns
+    except OSError as err:
+        raise SpadeInputError(f"image {path} cannot be read ({err})") from None
+    return _decode(path, channels, modified)
+
+
+@functools.lru_cache(maxsize=64)
+def _decode(path: Path, channels: int, modified: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -80,7 +92,8 @@ def _name_seed(name: str, seed: int) -> int:
 
 
 class SRDataset(Dataset):
-    """HR images -> (LR measurements, HR target) pairs through the physics ``y = (k ∗ x)↓s + n``."""
+    """HR images -> (LR measurements, HR target) pairs: through the physics ``y = (k ∗ x)↓s + n``, or, with
+    ``lr_files`` (given pairs), the LR image of the same name (then the physics is the *assumed* operator)."""
 
     def __init__(
         self,
@@ -93,6 +106,7 @@ class SRDataset(Dataset):
         patches_per_image: int = 1,
         eval_size: int | None = None,
         seed: int = 0,
+        lr_files: dict[str, Path] | None = None,
     ):
         self.files = list(files)
         self.kernel = kernel
@@ -104,6 +118,7 @@ class SRDataset(Dataset):
         self.patches_per_image = patches_per_image if patch_size else 1
         self.eval_size = eval_size
         self.seed = seed
+        self.lr_files = lr_files
         smallest = patch_size or 2 * scale
         for path in self.files:
             height, width = read_image(path, channels).shape[-2:]
@@ -112,34 +127,59 @@ class SRDataset(Dataset):
                 f"image {path} is {height}x{width}, smaller than {smallest} pixels "
                 + ("(data.patch_size)" if patch_size else f"(twice the scale {scale})"),
             )
+            if lr_files is not None:
+                require(path.stem in lr_files, f"no low-resolution image for {path.name} in data.lr_root")
+                lr_shape = read_image(lr_files[path.stem], channels).shape[-2:]
+                require(
+                    tuple(lr_shape) == (height // scale, width // scale),
+                    f"low-resolution image {lr_files[path.stem]} is {lr_shape[0]}x{lr_shape[1]}; with {path.name} "
+                    f"({height}x{width}) at scale {scale} it must be {height // scale}x{width // scale}",
+                )
 
     def __len__(self) -> int:
         return len(self.files) * self.patches_per_image
 
-    def _crop(self, image: Tensor) -> Tensor:
+    def _window(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the HR crop, all on the scale's grid (so the LR crop is exact)."""
         s = self.scale
         if self.patch_size:
             size = self.patch_size - self.patch_size % s
-            top = int(torch.randint(0, image.shape[-2] - size + 1, ()))
-            left = int(torch.randint(0, image.shape[-1] - size + 1, ()))
-            patch = image[:, top : top + size, left : left + size]
-            if bool(torch.rand(()) < 0.5):
-                patch = patch.flip(-1)
-            return torch.rot90(patch, int(torch.randint(0, 4, ())), dims=(-2, -1))
-        height, width = image.shape[-2:]
-        if self.eval_size:
-            height, width = min(height, self.eval_size), min(width, self.eval_size)
-        height, width = height - height % s, width - width % s
-        top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
-        return image[:, top : top + height, left : left + width]
+            top = s * int(torch.randint(0, (height - size) // s + 1, ()))
+            left = s * int(torch.randint(0, (width - size) // s + 1, ()))
+            return top, left, size, size
+        crop_h, crop_w = min(height, self.eval_size or height), min(width, self.eval_size or width)
+        crop_h, crop_w = crop_h - crop_h % s, crop_w - crop_w % s
+        return (height - crop_h) // 2 // s * s, (width - crop_w) // 2 // s * s, crop_h, crop_w
 
     def __getitem__(self, index: int) -> SRSample:
         path = self.files[index // self.patches_per_image]
-        target = self._crop(torch.from_numpy(read_image(path, self.channels))).clone()
-        clean = self.physics.A(target[None])[0]
-        generator = None if self.patch_size else torch.Generator().manual_seed(_name_seed(path.name, self.seed))
-        noise = torch.randn(clean.shape, generator=generator) * self.noise_std
-        return SRSample(clean + noise, target, self.kernel, self.scale, path.name, 0)
+        image = torch.from_numpy(read_image(path, self.channels))
+        top, left, height, width = self._window(*image.shape[-2:])
+        target = image[:, top : top + height, left : left + width].clone()
+        if self.lr_files is not None:
+            s = self.scale
+            lr_image = torch.from_numpy(read_image(self.lr_files[path.stem], self.channels))
+            lr = lr_image[:, top // s : (top + height) // s, left // s : (left + width) // s].clone()
+        else:
+            clean = self.physics.A(target[None])[0]
+            generator = None if self.patch_size else torch.Generator().manual_seed(_name_seed(path.name, self.seed))
+            lr = clean + torch.randn(clean.shape, generator=generator) * self.noise_std
+        if self.patch_size:  # the same flip and quarter turn for both
+            flip, turns = bool(torch.rand(()) < 0.5), int(torch.randint(0, 4, ()))
+            target, lr = (torch.rot90(t.flip(-1) if flip else t, turns, dims=(-2, -1)) for t in (target, lr))
+        return SRSample(lr.contiguous(), target.contiguous(), self.kernel, self.scale, path.name, 0)
+
+
+def index_lr_files(lr_root: Path, suffix: str) -> dict[str, Path]:
+    """``{HR stem: LR file}`` for the images below ``lr_root`` named ``<HR stem><suffix>.<ext>`` (DIV2K: x2)."""
+    require(lr_root.is_dir(), f"data.lr_root {lr_root} does not exist")
+    index = {
+        p.stem[: len(p.stem) - len(suffix)]: p
+        for p in lr_root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.endswith(suffix)
+    }
+    require(len(index) > 0, f"data.lr_root {lr_root} has no images named <name>{suffix}.<png|jpg|...>")
+    return index
 
 
 class ImageDataModule(SplitDataModule):
@@ -164,6 +204,8 @@ class ImageDataModule(SplitDataModule):
         split_file: str | None = None,
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         seed: int = 0,
+        lr_root: str | None = None,
+        lr_suffix: str = "",
         builder: EmbeddedImagesBuilder | None = None,
         require_maps: str | None = None,  # the MRI option; images carry no coil maps and need none
     ):
@@ -183,6 +225,7 @@ class ImageDataModule(SplitDataModule):
         split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.splits = Splits(self.root, split_dirs, split_file, split_fractions, IMAGE_SUFFIXES, "image")
         self.builder = builder
+        self.lr_files = index_lr_files(Path(lr_root), lr_suffix) if lr_root is not None else None
 
     def prepare_data(self) -> None:
         if self.builder is not None:
@@ -201,6 +244,7 @@ class ImageDataModule(SplitDataModule):
             patches_per_image=self.patches_per_image,
             eval_size=self.eval_size,
             seed=self.seed,
+            lr_files=self.lr_files,
         )
 
     def synthetic_batch(self, size: int, coils: int = 0) -> SRSample:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from spade_pl.errors import require
 
 
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
 
 
@@ -16,7 +16,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, feats: int):
         super().__init__()
-        self.body = nn.Sequential(_conv3x3(feats, feats), nn.ReLU(), _conv3x3(feats, feats))
+        self.body = nn.Sequential(conv3x3(feats, feats), nn.ReLU(), conv3x3(feats, feats))
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -43,9 +43,9 @@ class EDSR(nn.Module):
         super().__init__()
         require(int(feats) >= 1, f"network.model.feats={feats} is invalid; allowed: integers >= 1")
         require(int(num_blocks) >= 0, f"network.model.num_blocks={num_blocks} is invalid; allowed: integers >= 0")
-        self.head = _conv3x3(in_channels, feats)
-        self.body = nn.Sequential(*(ResidualBlock(feats) for _ in range(num_blocks)), _conv3x3(feats, feats))
-        self.tail = _conv3x3(feats, out_channels)
+        self.head = conv3x3(in_channels, feats)
+        self.body = nn.Sequential(*(ResidualBlock(feats) for _ in range(num_blocks)), conv3x3(feats, feats))
+        self.tail = conv3x3(feats, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.head(x)

@@ -8,19 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spade_pl.errors import require
-
-
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(_conv3x3(channels, channels), nn.ReLU(), _conv3x3(channels, channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+from spade_pl.models.edsr import ResidualBlock, conv3x3
 
 
 class ResUNet(nn.Module):
@@ -42,17 +30,19 @@ class ResUNet(nn.Module):
             len(widths) >= 1 and min(widths) >= 1, f"network.model.widths={list(widths)} is invalid; allowed: >= 1 each"
         )
         require(int(blocks) >= 0, f"network.model.blocks={blocks} is invalid; allowed: integers >= 0")
-        self.head = _conv3x3(in_channels, widths[0])
+        self.head = conv3x3(in_channels, widths[0])
         self.down = nn.ModuleList(
-            nn.Sequential(*(ResBlock(w) for _ in range(blocks)), nn.Conv2d(w, w_next, kernel_size=2, stride=2))
+            nn.Sequential(*(ResidualBlock(w) for _ in range(blocks)), nn.Conv2d(w, w_next, kernel_size=2, stride=2))
             for w, w_next in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.body = nn.Sequential(*(ResBlock(widths[-1]) for _ in range(blocks)))
+        self.body = nn.Sequential(*(ResidualBlock(widths[-1]) for _ in range(blocks)))
         self.up = nn.ModuleList(
-            nn.Sequential(nn.ConvTranspose2d(w_next, w, kernel_size=2, stride=2), *(ResBlock(w) for _ in range(blocks)))
+            nn.Sequential(
+                nn.ConvTranspose2d(w_next, w, kernel_size=2, stride=2), *(ResidualBlock(w) for _ in range(blocks))
+            )
             for w, w_next in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.tail = _conv3x3(widths[0], out_channels)
+        self.tail = conv3x3(widths[0], out_channels)
         self.multiple = 2 ** (len(widths) - 1)
 
     def forward(self, x: Tensor) -> Tensor:
