@@ -177,7 +177,7 @@ def _options(group: str) -> list[str]:
     "override",
     [
         f"{g}={o}"
-        for g in ("network", "finetune", "logger", "trainer", "data", "debug", "experiment")
+        for g in ("network", "finetune", "logger", "trainer", "data", "debug", "experiment", "problem")
         for o in _options(g)
     ],
 )
@@ -185,6 +185,8 @@ def test_every_config_option_composes_and_builds(make_cfg, override):
     from hydra.utils import instantiate
 
     extra = ["data.root=/tmp"] if override in ("data=fastmri", "experiment=paper_e2e_varnet") else []
+    if override.startswith("network=") and "_sr" in override:  # SR networks compose with their problem
+        extra.append("problem=sr")
     cfg = make_cfg(override, *extra, tiny=False)
     network = instantiate(cfg.network.model)
     assert sum(p.numel() for p in network.parameters()) > 0
