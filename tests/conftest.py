@@ -70,10 +70,12 @@ def tiny_overrides(overrides: tuple[str, ...] = ()) -> list[str]:
     return [*(TINY_SR_DATA if sr else TINY_DATA), *TINY_NETWORKS.get(network, [])]
 
 
-def spade_cli(*args: str, cwd: Path, cache: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def spade_cli(
+    *args: str, cwd: Path, cache: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``python -m spade_pl ARGS`` in ``cwd`` (outputs under ``cwd/logs``), its cache in ``cache``."""
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}
     if cache is not None:
         env["SPADE_PL_CACHE"] = str(cache)
     return subprocess.run(
@@ -87,26 +89,28 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+def compose_tiny(tmp_path: Path, cache_dir: Path, *overrides: str, tiny: bool = True) -> DictConfig:
+    """The real configs with tiny sizes plus ``overrides``; outputs go under ``tmp_path`` (``run/``)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[*(tiny_overrides(overrides) if tiny else []), *overrides, f"paths.cache_dir={cache_dir}"],
+            return_hydra_config=True,
+        )
+    GlobalHydra.instance().clear()
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.paths.log_dir = str(tmp_path / "logs")
+    return cfg
+
+
 @pytest.fixture
 def make_cfg(tmp_path, cache_dir) -> Callable[..., DictConfig]:
-    """Compose the real configs with tiny sizes plus ``overrides``; outputs go under tmp_path."""
-
-    def _make(*overrides: str, tiny: bool = True) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(
-                "config",
-                overrides=[*(tiny_overrides(overrides) if tiny else []), *overrides, f"paths.cache_dir={cache_dir}"],
-                return_hydra_config=True,
-            )
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.root_dir = str(tmp_path)
-            cfg.paths.output_dir = str(tmp_path / "run")
-            cfg.paths.log_dir = str(tmp_path / "logs")
-        return cfg
-
-    yield _make
+    """``compose_tiny`` into this test's tmp_path."""
+    yield lambda *overrides, tiny=True: compose_tiny(tmp_path, cache_dir, *overrides, tiny=tiny)
     GlobalHydra.instance().clear()
 
 

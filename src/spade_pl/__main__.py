@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -14,6 +17,8 @@ from omegaconf import DictConfig
 from spade_pl.errors import SpadeInputError
 
 log = logging.getLogger("spade_pl")
+#: a write failing for these reasons is the machine's state, not a bug: one line, exit 2
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def config_dir() -> str:
@@ -49,13 +54,62 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return optimized_value(cfg, run(cfg))
-    except SpadeInputError as err:
+    except (SpadeInputError, OSError) as err:
+        if isinstance(err, OSError) and err.errno not in FULL_OR_READ_ONLY:
+            raise
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.error("error: %s", err)  # into the job's own log file
             raise  # Hydra marks this job failed and reports it after the sweep's other jobs have run
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
-if __name__ == "__main__":
+def one_line(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        where = err.filename or "the output"
+        return f"cannot write {where}: {err.strerror} (a full or read-only disk); nothing after it was written"
+    return str(err)
+
+
+def command_line_problem(overrides: list[str]) -> str | None:
+    """Compose the config the way Hydra will (unknown keys and options, bad override syntax, an output folder
+    that cannot be written) and say in one line what is wrong; None when it composes."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    except MissingConfigException as err:
+        options = f"; allowed: {', '.join(err.options)}" if err.options else ""
+        first = str(err).strip().splitlines()[0].replace("In 'config': ", "")
+        return f"{first}{options}"
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        return " ".join(str(err).split())
+    run_dir = Path(str(cfg.hydra.run.dir))
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    try:  # what Hydra is about to do there: make a folder (then gone again; Hydra makes the real one)
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".spade-pl-check-"))
+    except OSError as err:
+        return f"output folder {run_dir} cannot be created in {existing} ({err.strerror}); choose hydra.run.dir=..."
+    return None
+
+
+def cli() -> None:
+    """``python -m spade_pl`` / ``spade-pl``: bad command lines are one line and exit 2, then Hydra runs.
+
+    Hydra's own messages for unknown keys or options span several lines plus a hint and exit 1; a single run's
+    command line is therefore composed once up front. Flags (``-m``, ``--cfg``, ``--help``, ...) go straight
+    to Hydra (in a sweep, a bad job fails on its own and the others run)."""
+    overrides = sys.argv[1:]
+    if not any(arg.startswith("-") for arg in overrides):
+        problem = command_line_problem(overrides)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr, flush=True)
+            sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,4 @@
-"""Loading network weights from Lightning checkpoints with the safe (``weights_only=True``) loader."""
+"""Checkpoint files: every load uses the safe (``weights_only=True``) loader, every save is atomic and fsync'd."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from spade_pl.errors import SpadeInputError, require
+from spade_pl.io_utils import atomic_write
 
 NETWORK_PREFIX = "network."
 
@@ -40,3 +42,17 @@ def load_network_weights(network: nn.Module, checkpoint: dict[str, Any], path: s
             f"checkpoint {path} does not match the configured network ({detail}); check network=... / prune.*"
         ) from None
     return network
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O (ModelCheckpoint, ``save_checkpoint``, resume) through our safe paths.
+
+    Saves go through a temp file, fsync and rename (a kill mid-save leaves the previous checkpoint whole);
+    loads, Lightning's resume included, use ``weights_only=True`` whatever the torch version's default.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return read_checkpoint(path)

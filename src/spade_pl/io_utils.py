@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write never leaves a truncated result or checkpoint behind."""
+"""Atomic, durable file writes: a crash mid-write never leaves a truncated result or checkpoint behind, and a
+write that returned survives a power loss (file and directory entry fsync'd)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from spade_pl.errors import SpadeInputError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -21,10 +24,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Persist a folder's entries (a rename is durable only once its directory is synced)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -33,3 +46,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable(folder: Path) -> None:
+    """Fail up front, in one line, when results could not be written (read-only, missing permission, full)."""
+    probe = folder / ".write-check"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(probe, "ok")
+        probe.unlink()
+    except OSError as err:
+        raise SpadeInputError(
+            f"output folder {folder} is not writable ({err.strerror}); allowed: a writable folder "
+            f"(hydra.run.dir=... or paths.log_dir=...)"
+        ) from None

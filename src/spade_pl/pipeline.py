@@ -1,7 +1,9 @@
 """The stages of a spade-pl run, driven by the composed Hydra config.
 
 ``stage=spade``      the whole job: dense teacher (cached) -> prune -> fine-tune -> test all -> benchmark -> report
-``stage=pretrain``   train the dense network (``resume_from`` resumes an interrupted run)
+``stage=pretrain``   train the dense network
+
+``resume_from=<run folder or a stage's last.ckpt>`` continues an interrupted job exactly (see ``resume.py``).
 ``stage=test``       evaluate ``ckpt_path`` (dense or pruned) on the held-out test split
 ``stage=prune``      prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop
 ``stage=benchmark``  time dense vs pruned (``ckpt_path`` or random weights) in one process
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,19 +25,21 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair
-from spade_pl.checkpoints import load_network_weights, read_checkpoint
+from spade_pl.checkpoints import SafeCheckpointIO, load_network_weights, read_checkpoint
+from spade_pl.config_checks import check_config
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
-from spade_pl.io_utils import atomic_write_json, atomic_write_text
+from spade_pl.io_utils import atomic_write_json, atomic_write_text, check_writable
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
 from spade_pl.pruning.callback import SpadePruning
 from spade_pl.pruning.spade import PruneSettings, PruningResult, prune_network
 from spade_pl.report import pruning_markdown, split_test_results, write_results
+from spade_pl.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
 from spade_pl.teacher import TeacherCache
 from spade_pl.tracking import Tracking, summary_record
 
@@ -72,8 +77,11 @@ class Run:
     def __init__(self, cfg: DictConfig):
         require(cfg.stage in STAGES, f"stage={cfg.stage!r} is unknown; allowed: {', '.join(STAGES)}")
         self.cfg = cfg
+        if cfg.resume_from is not None and Path(cfg.resume_from).is_dir():
+            with open_dict(cfg):  # continue in the interrupted run's folder (trainer paths interpolate it)
+                cfg.paths.output_dir = str(Path(cfg.resume_from).resolve())
         self.output_dir = Path(cfg.paths.output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.output_dir)
         self.writer = is_writer()
         network_class = get_class(cfg.network.model._target_)
         fits = getattr(network_class, "problems", ("csmri",))
@@ -85,12 +93,25 @@ class Run:
         self.datamodule: SplitDataModule = build(cfg.data, require_maps=needs_maps)
         self.datamodule.evaluating_on(cfg.get("eval_split", "test"))
         self.prune_settings = PruneSettings.from_config(cfg.prune)
+        self.resume = ResumeSource(cfg.resume_from, self.training_stamps())
         self.tracking = Tracking(cfg, self.output_dir, build)
         self.gpus = place_on_gpus(cfg.trainer.devices, cfg.trainer.accelerator)
         if self.gpus:
             torch.cuda.set_device(self.gpus[0])  # the benchmark and other plain-torch work follow the trainer
         #: best ``val/loss`` (and any other monitored value) of the last training stage, for sweepers
         self.validation: dict[str, float] = {}
+
+    def training_stamps(self) -> dict[str, dict[str, Any]]:
+        """The training stages this job will run, with the stamp their checkpoints carry (see resume.py)."""
+        stages: list[tuple[str, bool]] = []
+        if self.cfg.stage == "pretrain":
+            stages.append(("pretrain", False))
+        elif self.cfg.stage == "spade":
+            if not self.cfg.ckpt_path and not TeacherCache(self.cfg.paths.cache_dir, self.cfg).path.is_file():
+                stages.append(("pretrain", False))
+            if self.prune_settings.ratio > 0 and self.cfg.finetune.get("objective"):
+                stages.append((f"finetune-{self.cfg.finetune.name}", True))
+        return {stage: stage_stamp(stage, self.cfg, pruned) for stage, pruned in stages}
 
     # ---- building blocks -------------------------------------------------------------------------
     def new_network(self) -> MBDLNetwork:
@@ -135,24 +156,41 @@ class Run:
             max_epochs=max_epochs,
             callbacks=callbacks,
             logger=self.tracking.loggers(stage),
+            plugins=[SafeCheckpointIO()],
             **placement,
         )
 
     def fit(self, stage: str, module: ReconModule, max_epochs: int, datamodule: SplitDataModule | None = None) -> Path:
-        """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model."""
+        """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model.
+
+        In a resumed run folder a finished stage is not trained again, and an interrupted one continues."""
+        stage_dir = self.output_dir / "checkpoints" / stage
+        done = self.resume.stage_folder_done(stage_dir)
+        if done is not None:
+            record = json.loads(done.read_text())
+            require(Path(record["checkpoint"]).is_file(), f"{done} names a checkpoint that is gone; rerun the stage")
+            self.validation = record["validation"]
+            log.info("[%s] finished before the interruption: reusing %s", stage, record["checkpoint"])
+            return Path(record["checkpoint"])
+        resume = self.resume.checkpoint_for(stage, stage_dir)
         log.info("[%s] training for %d epoch(s), output in %s", stage, max_epochs, self.output_dir)
-        trainer = self.trainer(stage, max_epochs)
+        if resume is not None:
+            log.info("[%s] resuming from %s", stage, resume)
+        stamp = stage_stamp(stage, self.cfg, pruned=module.pruning_structure is not None)
+        trainer = self.trainer(stage, max_epochs, [StageCheckpointing(stamp, self.cfg.seed)])
         try:
-            trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=self.cfg.resume_from)
+            trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=resume)
         finally:
             self.tracking.finish()
-        final = self.output_dir / "checkpoints" / stage / "final.ckpt"
+        final = stage_dir / "final.ckpt"
         trainer.save_checkpoint(final)
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = Path(checkpoint.best_model_path) if checkpoint is not None and checkpoint.best_model_path else None
         selected = best if best is not None and best.is_file() else final
         if checkpoint is not None and checkpoint.best_model_score is not None:
             self.validation = {checkpoint.monitor: float(checkpoint.best_model_score)}
+        if self.writer:
+            atomic_write_json(stage_dir / DONE_FILE, {"checkpoint": str(selected), "validation": self.validation})
         log.info("[%s] done; selected checkpoint %s", stage, selected)
         return selected
 
@@ -323,6 +361,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     use_tf32(bool(cfg.allow_tf32))
     r = Run(cfg)

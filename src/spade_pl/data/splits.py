@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from spade_pl.data.sampling import EpochSampler, SeededSamples
 from spade_pl.errors import SpadeInputError, require
 
 SPLITS = ("train", "val", "test")
@@ -136,13 +137,18 @@ class SplitDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, purpose: str) -> DataLoader:
         training = purpose == "train"
+        dataset = self._dataset(split, purpose)
         return DataLoader(
-            self._dataset(split, purpose),
+            SeededSamples(dataset) if training else dataset,
             batch_size=self.batch_size if training else 1,
-            shuffle=training,
+            sampler=EpochSampler(len(dataset), self.current_epoch) if training else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.fit_splits[0], "train")

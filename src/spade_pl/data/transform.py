@@ -63,7 +63,9 @@ class MRISliceTransform:
 
     def __call__(self, kspace: np.ndarray, mask, target, attrs: dict, fname: str, slice_num: int) -> MRISample:
         kspace_t = to_tensor(kspace)
-        seed = tuple(map(ord, fname)) if self.use_seed else None
+        # training masks: drawn from NumPy's global generator, seeded per sample (data/sampling.py), so a resumed
+        # job draws the masks the uninterrupted job drew
+        seed = tuple(map(ord, fname)) if self.use_seed else int(np.random.randint(0, 2**31))
         masked, mask_t, num_low = apply_mask(
             kspace_t, self.mask_func, seed=seed, padding=(attrs["padding_left"], attrs["padding_right"])
         )

@@ -1,0 +1,87 @@
+"""Checks of config values that would otherwise fail late, deep, or silently wrong (``max_epochs=-1`` means
+"train forever" to Lightning, ``num_cascades=0`` builds a network without cascades, ``seed=abc`` is a
+traceback): each bad value is one line naming the key, the value and what is allowed, before any work."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from spade_pl.errors import require
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def require_int(key: str, value: Any, minimum: int) -> None:
+    require(_is_int(value) and value >= minimum, f"{key}={value!r} is invalid; allowed: integers >= {minimum}")
+
+
+def require_positive(key: str, value: Any) -> None:
+    require(_is_number(value) and value > 0, f"{key}={value!r} is invalid; allowed: finite numbers > 0")
+
+
+def check_network(model: dict[str, Any], prefix: str = "network.model") -> None:
+    """Every size of the network (an integer: cascades, channels, pools, blocks, iterations, ...) >= 1;
+    every real parameter (step sizes, tolerances, regularisation) finite and >= 0."""
+    for key, value in model.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            check_network(value, name)
+        elif isinstance(value, list) and all(_is_int(v) for v in value):
+            require(len(value) > 0 and all(v >= 1 for v in value), f"{name}={value} is invalid; allowed: integers >= 1")
+        elif _is_int(value):
+            require_int(name, value, 1)
+        elif isinstance(value, float):
+            require(math.isfinite(value) and value >= 0, f"{name}={value!r} is invalid; allowed: finite numbers >= 0")
+
+
+def check_config(cfg: DictConfig) -> None:
+    require_int("seed", cfg.seed, 0)
+    require(
+        cfg.get("eval_split") in ("val", "test"), f"eval_split={cfg.get('eval_split')!r} is invalid; allowed: val, test"
+    )
+    for section in ("pretrain", "finetune"):
+        node = cfg.get(section) or {}
+        if "max_epochs" in node:
+            require_int(f"{section}.max_epochs", node.max_epochs, 0)
+        if node.get("test_time_epochs") is not None:
+            require_int(f"{section}.test_time_epochs", node.test_time_epochs, 1)
+        optimizer = node.get("optimizer") or {}
+        if "lr" in optimizer:
+            require_positive(f"{section}.optimizer.lr", optimizer.lr)
+        if optimizer.get("weight_decay") is not None:
+            decay = optimizer.weight_decay
+            require(
+                _is_number(decay) and decay >= 0,
+                f"{section}.optimizer.weight_decay={decay!r} is invalid; allowed: finite numbers >= 0",
+            )
+    check_network(OmegaConf.to_container(cfg.network.model, resolve=True))
+    bench = cfg.benchmark
+    for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
+        require_int(f"benchmark.{key}", bench[key], minimum)
+    if bench.size is not None:
+        require_int("benchmark.size", bench.size, 8)
+    check_trainer(cfg.trainer)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    accelerator = trainer.get("accelerator", "auto")
+    require(
+        accelerator in ACCELERATORS,
+        f"trainer.accelerator={accelerator!r} is unknown; allowed: {', '.join(ACCELERATORS)}",
+    )
+    devices = trainer.get("devices", "auto")
+    require(
+        devices == "auto" or (_is_int(devices) and devices >= 1) or isinstance(devices, ListConfig | list),
+        f"trainer.devices={devices!r} is invalid; allowed: auto, an integer >= 1, or a list of device indices",
+    )
