@@ -78,7 +78,8 @@ def test_supervised_reads_ground_truth_so_poisoned_data_stops_it_with_a_clear_er
         run(make_cfg("finetune=supervised", f"ckpt_path={dense_ckpt}", "debug=limit"))
 
 
-def test_non_finite_loss_keeps_the_last_good_checkpoint(make_cfg, monkeypatch, tmp_path):
+@pytest.mark.parametrize("network", ["e2e_varnet", "deq"])  # a diverging DEQ included
+def test_non_finite_loss_keeps_the_last_good_checkpoint(make_cfg, monkeypatch, tmp_path, network):
     from spade_pl.finetune.supervised import Supervised
 
     calls = {"n": 0}
@@ -91,7 +92,7 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(make_cfg, monkeypatch, t
 
     monkeypatch.setattr(Supervised, "forward", nan_after_first_epoch)
     with pytest.raises(NonFiniteLossError, match="the last good checkpoint is kept"):
-        run(make_cfg("stage=pretrain", "debug=limit", "pretrain.max_epochs=3"))
+        run(make_cfg("stage=pretrain", "debug=limit", "pretrain.max_epochs=3", f"network={network}"))
     last = tmp_path / "run" / "checkpoints" / "pretrain" / "last.ckpt"
     assert last.is_file()
     assert torch.load(last, weights_only=True)["epoch"] == 0  # written after the good epoch

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from spade_pl.errors import SpadeInputError
+from spade_pl.errors import SpadeInputError, message_of
 
 log = logging.getLogger("spade_pl")
 #: a write failing for these reasons is the machine's state, not a bug: one line, exit 2
@@ -58,7 +58,7 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, OSError) and err.errno not in FULL_OR_READ_ONLY:
             raise
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("error: %s", err)  # into the job's own log file
+            log.error("error: %s", one_line(err))  # into the job's own log file
             raise  # Hydra marks this job failed and reports it after the sweep's other jobs have run
         print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -68,7 +68,7 @@ def one_line(err: BaseException) -> str:
     if isinstance(err, OSError):
         where = err.filename or "the output"
         return f"cannot write {where}: {err.strerror} (a full or read-only disk); nothing after it was written"
-    return str(err)
+    return message_of(err)
 
 
 def command_line_problem(overrides: list[str]) -> str | None:

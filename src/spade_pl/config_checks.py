@@ -50,6 +50,8 @@ def check_config(cfg: DictConfig) -> None:
     require(
         cfg.get("eval_split") in ("val", "test"), f"eval_split={cfg.get('eval_split')!r} is invalid; allowed: val, test"
     )
+    data = cfg.finetune.get("data", "train")
+    require(data in ("train", "test"), f"finetune.data={data!r} is invalid; allowed: train, test (test-time)")
     for section in ("pretrain", "finetune"):
         node = cfg.get(section) or {}
         if "max_epochs" in node:

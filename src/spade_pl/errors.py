@@ -7,6 +7,16 @@ class SpadeInputError(ValueError):
     """Bad user input (config value, data file, checkpoint): the message names the value and what is allowed."""
 
 
+def message_of(err: SpadeInputError) -> str:
+    """The one-line message, also when a data-loader worker raised it (PyTorch re-raises the error in the main
+    process with the worker's whole traceback as its message; the original message is its last line)."""
+    text = str(err).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split(f"{SpadeInputError.__name__}: ", 1)[-1]
+
+
 def require(condition: bool, message: str) -> None:
     """Raise :class:`SpadeInputError` with ``message`` unless ``condition`` holds."""
     if not condition:

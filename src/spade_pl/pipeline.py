@@ -92,6 +92,8 @@ class Run:
         needs_maps = network_choice(cfg) if network_class.needs_maps else None
         self.datamodule: SplitDataModule = build(cfg.data, require_maps=needs_maps)
         self.datamodule.evaluating_on(cfg.get("eval_split", "test"))
+        self.datamodule.prepare_data()
+        self.datamodule.setup()  # every split's files are checked now, before any training
         self.prune_settings = PruneSettings.from_config(cfg.prune)
         self.resume = ResumeSource(cfg.resume_from, self.training_stamps())
         self.tracking = Tracking(cfg, self.output_dir, build)
@@ -258,9 +260,7 @@ class Run:
         return self.load_network(ckpt)[0], ckpt
 
     def adapts_to_test(self) -> bool:
-        data = self.cfg.finetune.get("data", "train")
-        require(data in ("train", "test"), f"finetune.data={data!r} is invalid; allowed: train, test (test-time)")
-        return data == "test"
+        return self.cfg.finetune.get("data", "train") == "test"  # train | test, checked in config_checks
 
     def finetuned_name(self) -> str:
         """How reports name the fine-tuned model; test-time adaptation is labelled as such everywhere."""

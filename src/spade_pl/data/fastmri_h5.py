@@ -101,5 +101,10 @@ def check_multicoil_file(path: Path) -> None:
                 )
             if "ismrmrd_header" not in hf:
                 raise SpadeInputError(f"HDF5 file {path} has no 'ismrmrd_header'; fastMRI files carry one")
+            if SENS_MAPS_KEY in hf and hf[SENS_MAPS_KEY].shape != hf["kspace"].shape:
+                raise SpadeInputError(
+                    f"HDF5 file {path}: '{SENS_MAPS_KEY}' has shape {hf[SENS_MAPS_KEY].shape} but 'kspace' "
+                    f"{hf['kspace'].shape}; coil maps need one map per coil and slice, of the k-space's size"
+                )
     except OSError as err:
         raise SpadeInputError(f"{path} is not a readable HDF5 file ({err})") from None

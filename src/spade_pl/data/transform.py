@@ -12,6 +12,7 @@ from fastmri.data.transforms import apply_mask, center_crop, to_tensor
 from torch import Tensor
 
 from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
+from spade_pl.errors import SpadeInputError
 from spade_pl.physics.mri import MultiCoilMRI, rss_zero_filled
 
 
@@ -63,6 +64,11 @@ class MRISliceTransform:
 
     def __call__(self, kspace: np.ndarray, mask, target, attrs: dict, fname: str, slice_num: int) -> MRISample:
         kspace_t = to_tensor(kspace)
+        if not torch.isfinite(kspace_t).all():
+            raise SpadeInputError(
+                f"k-space of {fname} slice {slice_num} has NaN/inf values; allowed: finite k-space "
+                f"(fix or drop the file)"
+            )
         # training masks: drawn from NumPy's global generator, seeded per sample (data/sampling.py), so a resumed
         # job draws the masks the uninterrupted job drew
         seed = tuple(map(ord, fname)) if self.use_seed else int(np.random.randint(0, 2**31))

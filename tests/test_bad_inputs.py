@@ -1,0 +1,175 @@
+"""The bad-input suite: every bad config value, data file and checkpoint stops the real CLI before any long
+work with exit code 2 and one line that names the value and what is allowed: no traceback, and no results file
+that would look like a finished run. Each case runs ``spade_pl.__main__.cli`` in-process (as
+``python -m spade_pl`` would) on the tiny data."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import TINY_NETWORKS, compose_tiny, tiny_overrides
+from spade_pl.__main__ import cli
+from spade_pl.data.fastmri_h5 import write_multicoil_file
+from spade_pl.pipeline import run
+
+TINY_FASTMRI = [*TINY_NETWORKS["e2e_varnet"], "logger=csv", "trainer.accelerator=cpu", "data.batch_size=2"]
+RESULT_FILES = ("results.json", "results.md", "results.png", "benchmark.json", "benchmark.md")
+
+# (command-line overrides, a fragment of the one-line message); {data}/{ckpt} are filled in by the fixture
+CONFIG_CASES = [
+    ("prune.ratio=1.5", "prune.ratio=1.5 is invalid; allowed: 0 <= ratio < 1"),
+    ("prune.ratio=-0.1", "prune.ratio=-0.1 is invalid"),
+    ("prune.ratio=abc", "prune.ratio=abc is invalid"),
+    ("prune.importance=taylor", "prune.importance='taylor' is unknown; allowed:"),
+    ("prune.round_to=0", "prune.round_to=0 is invalid; allowed: null or an integer >= 1"),
+    ("prune.iterative_steps=0", "prune.iterative_steps=0 is invalid"),
+    ("problem.mask.accelerations=[0]", "mask acceleration 0 is invalid; allowed: integers >= 1"),
+    ("problem.mask.center_fractions=[1.2]", "mask center fraction 1.2 is invalid"),
+    ("problem.mask.mask_type=spiral", "mask type 'spiral' is unknown; allowed:"),
+    ("finetune.max_epochs=-1", "finetune.max_epochs=-1 is invalid; allowed: integers >= 0"),
+    ("pretrain.max_epochs=1.5", "pretrain.max_epochs=1.5 is invalid"),
+    ("finetune.optimizer.lr=-1", "finetune.optimizer.lr=-1 is invalid; allowed: finite numbers > 0"),
+    ("pretrain.optimizer.lr=nan", "pretrain.optimizer.lr=nan is invalid"),
+    ("data.batch_size=0", "data.batch_size=0 is invalid; allowed: integers >= 1"),
+    ("data.num_workers=-1", "data.num_workers=-1 is invalid"),
+    ("seed=abc", "seed='abc' is invalid; allowed: integers >= 0"),
+    ("seed=-1", "seed=-1 is invalid"),
+    ("network.model.num_cascades=0", "network.model.num_cascades=0 is invalid; allowed: integers >= 1"),
+    ("network.model.chans=0", "network.model.chans=0 is invalid"),
+    ("foo=1", "Could not override 'foo'"),
+    ("network=bogus", "Could not find 'network/bogus'; allowed: deq,"),
+    ("finetune=bogus", "Could not find 'finetune/bogus'; allowed: distill,"),
+    ("stage=bogus", "stage='bogus' is unknown; allowed: spade,"),
+    ("eval_split=train", "eval_split='train' is invalid; allowed: val, test"),
+    ("finetune.data=val", "finetune.data='val' is invalid; allowed: train, test"),
+    ("benchmark.repeats=0", "benchmark.repeats=0 is invalid"),
+    ("trainer.devices=0", "trainer.devices=0 is invalid"),
+    ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is unknown"),
+    ("prune.ratio=[", "no viable alternative at input '['"),
+    ("hydra.run.dir=/proc/no/such", "output folder /proc/no/such cannot be created"),
+]
+DATA_CASES = [
+    ("data=fastmri data.root=/does/not/exist", "data folder /does/not/exist does not exist"),
+    ("data=fastmri data.root={data}/empty", "has no HDF5 (.h5) files"),
+    ("data=fastmri data.root={data}/garbage", "is not a readable HDF5 file"),
+    ("data=fastmri data.root={data}/no_kspace", "has no 'kspace' dataset"),
+    ("data=fastmri data.root={data}/single_coil", "expected multi-coil (slices, coils, H, W)"),
+    ("data=fastmri data.root={data}/coil_mismatch", "'sens_maps' has shape (2, 3, 32, 32) but 'kspace' (2, 4, 32"),
+    ("data=fastmri data.root={data}/nan", "has NaN/inf values; allowed: finite k-space"),
+    ("data=fastmri data.root={data}/extra_files", "holds other files ['notes.txt']"),
+    ("problem=sr data.root={data}/empty", "has no image files"),
+    ("problem=sr data.root={data}/tiny_images", "is 3x3, smaller than 16 pixels (data.patch_size)"),
+    ("problem=sr data.root={data}/bad_images", "cannot be read"),
+]
+CHECKPOINT_CASES = [
+    ("stage=test ckpt_path=/no/such.ckpt", "checkpoint /no/such.ckpt does not exist"),
+    ("stage=test ckpt_path={ckpt}/truncated.ckpt", "cannot be read safely"),
+    ("stage=test ckpt_path={ckpt}/foreign.ckpt", "cannot be read safely"),
+    ("stage=test network=varnet ckpt_path={ckpt}/dense.ckpt", "does not match the configured network"),
+    ("stage=prune ckpt_path={ckpt}/pruned.ckpt", "is already pruned; this stage needs the dense model"),
+    ("resume_from={ckpt}/pruned.ckpt", "was not written by a spade-pl training stage"),
+    ("resume_from=/no/such/run", "resume_from=/no/such/run does not exist"),
+]
+CASES = CONFIG_CASES + DATA_CASES + CHECKPOINT_CASES
+
+
+def kspace(slices: int = 2, coils: int = 4, size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(slices, coils, size, size)) + 1j * rng.normal(size=(slices, coils, size, size))) / 10
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory) -> Path:
+    """Folders of bad data, three files each (a split needs three)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("bad_data")
+    folders = {
+        name: root / name
+        for name in (
+            "empty",
+            "garbage",
+            "no_kspace",
+            "single_coil",
+            "coil_mismatch",
+            "nan",
+            "extra_files",
+            "tiny_images",
+            "bad_images",
+        )
+    }
+    for folder in folders.values():
+        folder.mkdir()
+    for i in range(3):
+        (folders["garbage"] / f"v{i}.h5").write_bytes(b"not an HDF5 file")
+        with h5py.File(folders["no_kspace"] / f"v{i}.h5", "w") as hf:
+            hf.create_dataset("reconstruction_rss", data=np.zeros((2, 32, 32), np.float32))
+        with h5py.File(folders["single_coil"] / f"v{i}.h5", "w") as hf:
+            hf.create_dataset("kspace", data=kspace()[:, 0].astype(np.complex64))
+        write_multicoil_file(folders["extra_files"] / f"v{i}.h5", kspace())
+        mismatch = kspace()
+        write_multicoil_file(folders["coil_mismatch"] / f"v{i}.h5", mismatch)
+        with h5py.File(folders["coil_mismatch"] / f"v{i}.h5", "a") as hf:
+            hf.create_dataset("sens_maps", data=mismatch[:, :3].astype(np.complex64))
+        poisoned = kspace()
+        poisoned[:, :, 5, 5] = np.nan
+        write_multicoil_file(folders["nan"] / f"v{i}.h5", poisoned)
+        Image.fromarray(np.zeros((3, 3), np.uint8)).save(folders["tiny_images"] / f"im{i}.png")
+        (folders["bad_images"] / f"im{i}.png").write_bytes(b"not a PNG")
+    (folders["extra_files"] / "notes.txt").write_text("a stray file")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory, cache_dir) -> Path:
+    """A real dense and a real pruned tiny checkpoint, a truncated copy and a foreign file."""
+    folder = tmp_path_factory.mktemp("bad_ckpt")
+    dense = run(compose_tiny(folder / "dense", cache_dir, "stage=pretrain", "debug=fdr"))["checkpoint"]
+    pruned = run(compose_tiny(folder / "pruned", cache_dir, "stage=prune", f"ckpt_path={dense}", "debug=fdr"))
+    GlobalHydra.instance().clear()
+    (folder / "dense.ckpt").write_bytes(Path(dense).read_bytes())
+    (folder / "pruned.ckpt").write_bytes(Path(pruned["pruned_checkpoint"]).read_bytes())
+    (folder / "truncated.ckpt").write_bytes(Path(dense).read_bytes()[:300])
+    (folder / "foreign.ckpt").write_text("model weights, honestly")
+    return folder
+
+
+def cli_in_process(args: list[str], monkeypatch, capfd) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["spade_pl", *args])
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as stopped:
+        cli()
+    GlobalHydra.instance().clear()
+    return stopped.value.code, capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("override", "message"), CASES, ids=[case[0] for case in CASES])
+def test_bad_input_stops_in_one_line_with_exit_2(
+    override, message, bad_data, bad_checkpoints, cache_dir, tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("SPADE_PL_CACHE", str(cache_dir))
+    monkeypatch.chdir(tmp_path)
+    args = override.format(data=bad_data, ckpt=bad_checkpoints).split()
+    tiny = TINY_FASTMRI if "data=fastmri" in override else tiny_overrides(tuple(args))
+    run_dir = tmp_path / "run"
+    dir_args = [] if override.startswith("hydra.run.dir") else [f"hydra.run.dir={run_dir}"]
+    started = time.perf_counter()
+    code, err = cli_in_process([*tiny, *args, *dir_args], monkeypatch, capfd)
+    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line]
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], err[-2000:]
+    assert not [f for f in RESULT_FILES if any(run_dir.rglob(f))]  # nothing that looks finished
+    assert time.perf_counter() - started < 60  # before any long work
+
+
+def test_the_suite_is_at_least_thirty_inputs():
+    assert len(CASES) >= 30
