@@ -61,3 +61,16 @@ fi
 # the SPADE grid on the embedded default: ratios 0.25/0.5/0.75 x supervised/distill/selfsup, E2E-VarNet, one
 # sweep (one teacher, its own fresh cache so the wall time includes it): sweep.md, sweep.csv, pareto.png
 SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh grid_e2e_varnet -m experiment=grid
+# DEQ self-supervised recipe on the validation split
+./run_experiment.sh val_deq_selfsup eval_split=val network=deq prune.ratio=0.5 finetune=selfsup
+# super-resolution (problem=sr, x2 Gaussian, embedded images): strategies on the validation split first, then
+# the main jobs (one cached teacher), then paper-size dense vs pruned timing
+./run_experiment.sh val_sr_distill eval_split=val problem=sr prune.ratio=0.5 finetune=distill
+./run_experiment.sh val_sr_selfsup eval_split=val problem=sr prune.ratio=0.5 finetune=selfsup
+for strategy in distill supervised selfsup; do
+  ./run_experiment.sh "main_sr_${strategy}" problem=sr prune.ratio=0.5 finetune="$strategy"
+done
+./run_experiment.sh bench_du_sr_paper stage=benchmark problem=sr network=du_sr_paper benchmark.size=256 \
+  prune.ratio=0.5
+./run_experiment.sh bench_deq_sr_paper stage=benchmark problem=sr network=deq_sr_paper benchmark.size=256 \
+  prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
