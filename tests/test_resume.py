@@ -62,8 +62,11 @@ def test_killed_jobs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
         rc, _ = job(tmp_path, f"resumed_{point}", f"resume_from={killed}", cache=tmp_path / "cache_b")
         assert rc == 0
         assert metrics(killed) == expected, f"killed in {stage} epoch {epoch}"  # exact, not approximately
-    # the fine-tuning resume skipped the finished stages: the teacher came from the cache, no pretrain folder
+    # the fine-tuning resume skipped the finished stages: the teacher came from the cache, no pretrain folder,
+    # and the dense model's test results from before the kill were reused, not evaluated again
     assert not (tmp_path / "killed_finetune" / "checkpoints" / "pretrain").exists()
+    log = (tmp_path / "resumed_finetune" / "__main__.log").read_text()
+    assert "dense was evaluated before the interruption: reusing" in log
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@
 ``stage=test``       evaluate ``ckpt_path`` (dense or pruned) on the held-out test split
 ``stage=prune``      prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop
 ``stage=benchmark``  time dense vs pruned (``ckpt_path`` or random weights) in one process
+``stage=export``     write ``ckpt_path`` (dense or pruned) as a standalone TorchScript file (see ``export.py``)
 
 ``stage=spade ckpt_path=dense.ckpt`` prunes and fine-tunes a dense model you trained elsewhere.
 """
@@ -33,7 +34,8 @@ from spade_pl.config_checks import check_config
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
-from spade_pl.io_utils import atomic_write_json, atomic_write_text, check_writable
+from spade_pl.export import export_network
+from spade_pl.io_utils import atomic_write, atomic_write_json, atomic_write_text, check_writable
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
 from spade_pl.pruning.callback import SpadePruning
@@ -44,7 +46,7 @@ from spade_pl.teacher import TeacherCache
 from spade_pl.tracking import Tracking, summary_record
 
 log = logging.getLogger(__name__)
-STAGES = ("spade", "pretrain", "test", "prune", "benchmark")
+STAGES = ("spade", "pretrain", "test", "prune", "benchmark", "export")
 TEST_TIME = "test-time"
 NO_TRAINING = OmegaConf.create({})
 
@@ -199,16 +201,30 @@ class Run:
     def test(
         self, name: str, network: MBDLNetwork, callbacks: list[Callback] | None = None, save_to: Path | None = None
     ) -> ReconModule:
-        """Evaluate ``network`` on the test split (``module.test_results``); optionally save it afterwards."""
-        log.info("[test] evaluating %s on the held-out %s volumes", name, self.datamodule.eval_split)
+        """Evaluate ``network`` on the test split (``module.test_results``); optionally save it afterwards.
+
+        The results are kept in ``tests/<name>.pt``; a resumed run reuses them instead of evaluating again
+        (not for a test that also prunes through ``callbacks``: its network is needed, not only its scores)."""
+        stage = f"test-{name.replace(' ', '_')}"
         module = self.new_module(network, NO_TRAINING)
-        trainer = self.trainer(f"test-{name.replace(' ', '_')}", extra_callbacks=callbacks)
+        kept = self.output_dir / "tests" / f"{stage}.pt"
+        if self.resume.folder is not None and kept.is_file() and not callbacks:
+            stored = read_checkpoint(kept)
+            module.test_results = stored["results"]
+            module.example = {k: v.numpy() for k, v in stored["example"].items()}
+            log.info("[test] %s was evaluated before the interruption: reusing %s", name, kept)
+            return module
+        log.info("[test] evaluating %s on the held-out %s volumes", name, self.datamodule.eval_split)
+        trainer = self.trainer(stage, extra_callbacks=callbacks)
         try:
             trainer.test(module, datamodule=self.datamodule, verbose=False)
         finally:
             self.tracking.finish()
         if save_to is not None:
             trainer.save_checkpoint(save_to)
+        if self.writer:
+            example = {k: torch.from_numpy(v) for k, v in module.example.items()}
+            atomic_write(kept, lambda f: torch.save({"results": module.test_results, "example": example}, f))
         return module
 
     # ---- the dense teacher -------------------------------------------------------------------------
@@ -285,6 +301,24 @@ class Run:
         atomic_write_text(self.output_dir / "benchmark.md", text)
         print("\n" + text, flush=True)
         return result
+
+    def export(self, network: MBDLNetwork) -> dict[str, Any]:
+        """Trace on the first test slice, check on the second (same acquisition), write ``export/``."""
+        slices = iter(self.datamodule.test_dataloader())
+        example = next(slices)
+        check = next(slices, example)
+        log.info("[export] tracing %s on %s slice %d", type(network).__name__, example.fname[0], example.slice_num[0])
+        record = export_network(
+            network, (example.y, example.physics()), (check.y, check.physics()), self.output_dir / "export"
+        )
+        errors = record["max_abs_error"]
+        print(
+            f"\nexported {record['artifact']} ({record['parameters']:,} parameters; max |artifact - checkpoint| "
+            f"{errors['example']:.1e} on the example, {errors['check']:.1e} on a second slice); inputs: "
+            + ", ".join(f"{k} {v['shape']}" for k, v in record["inputs"].items()),
+            flush=True,
+        )
+        return record
 
     def report(
         self, tested: dict[str, ReconModule], extra: dict[str, Any] | None = None, extra_markdown: str = ""
@@ -372,6 +406,9 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         return r.report({"model": r.test("model", r.load_network(cfg.ckpt_path)[0])})
     if cfg.stage == "spade":
         return run_spade(r)
+    if cfg.stage == "export":
+        require(cfg.ckpt_path is not None, "stage=export needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
+        return r.export(r.load_network(cfg.ckpt_path)[0]) if r.writer else {}
     require(
         cfg.ckpt_path is not None or cfg.stage == "benchmark", f"stage={cfg.stage} needs ckpt_path=/path/to/dense.ckpt"
     )
