@@ -183,11 +183,11 @@ class Run:
         stamp = stage_stamp(stage, self.cfg, pruned=module.pruning_structure is not None)
         trainer = self.trainer(stage, max_epochs, [StageCheckpointing(stamp, self.cfg.seed)])
         try:
-            trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=resume)
+            trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=resume, weights_only=True)
         finally:
             self.tracking.finish()
         final = stage_dir / "final.ckpt"
-        trainer.save_checkpoint(final)
+        trainer.save_checkpoint(final, weights_only=False)  # the full training state, optimizer and loops too
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = Path(checkpoint.best_model_path) if checkpoint is not None and checkpoint.best_model_path else None
         selected = best if best is not None and best.is_file() else final
@@ -221,7 +221,7 @@ class Run:
         finally:
             self.tracking.finish()
         if save_to is not None:
-            trainer.save_checkpoint(save_to)
+            trainer.save_checkpoint(save_to, weights_only=False)
         if self.writer:
             example = {k: torch.from_numpy(v) for k, v in module.example.items()}
             atomic_write(kept, lambda f: torch.save({"results": module.test_results, "example": example}, f))
