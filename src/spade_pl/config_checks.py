@@ -84,6 +84,6 @@ def check_trainer(trainer: DictConfig) -> None:
     )
     devices = trainer.get("devices", "auto")
     require(
-        devices == "auto" or (_is_int(devices) and devices >= 1) or isinstance(devices, ListConfig | list),
-        f"trainer.devices={devices!r} is invalid; allowed: auto, an integer >= 1, or a list of device indices",
+        devices in ("auto", -1) or (_is_int(devices) and devices >= 1) or isinstance(devices, ListConfig | list),
+        f"trainer.devices={devices!r} is invalid; allowed: auto, -1 (all), an integer >= 1, or a list of indices",
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from spade_pl.batch import Sample
 from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair
 from spade_pl.checkpoints import SafeCheckpointIO, load_network_weights, read_checkpoint
 from spade_pl.config_checks import check_config
@@ -39,7 +41,8 @@ from spade_pl.io_utils import atomic_write, atomic_write_json, atomic_write_text
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
 from spade_pl.pruning.callback import SpadePruning
-from spade_pl.pruning.spade import PruneSettings, PruningResult, prune_network
+from spade_pl.pruning.spade import PruneSettings, PruningResult, conv_widths, prune_network
+from spade_pl.pruning.target import TargetSearch, largest_ratio, smallest_ratio_reaching
 from spade_pl.report import pruning_markdown, split_test_results, write_results
 from spade_pl.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
 from spade_pl.teacher import TeacherCache
@@ -97,6 +100,11 @@ class Run:
         self.datamodule.prepare_data()
         self.datamodule.setup()  # every split's files are checked now, before any training
         self.prune_settings = PruneSettings.from_config(cfg.prune)
+        require(
+            self.prune_settings.target_speedup is None or cfg.trainer.devices in (1, "auto", None),
+            f"prune.target_speedup needs one process (trainer.devices={cfg.trainer.devices}): choose the ratio with "
+            f"stage=benchmark prune.target_speedup=..., then pass prune.ratio=...",
+        )
         self.resume = ResumeSource(cfg.resume_from, self.training_stamps())
         self.tracking = Tracking(cfg, self.output_dir, build)
         self.gpus = place_on_gpus(cfg.trainer.devices, cfg.trainer.accelerator)
@@ -113,7 +121,7 @@ class Run:
         elif self.cfg.stage == "spade":
             if not self.cfg.ckpt_path and not TeacherCache(self.cfg.paths.cache_dir, self.cfg).path.is_file():
                 stages.append(("pretrain", False))
-            if self.prune_settings.ratio > 0 and self.cfg.finetune.get("objective"):
+            if self.prune_settings.prunes and self.cfg.finetune.get("objective"):
                 stages.append((f"finetune-{self.cfg.finetune.name}", True))
         return {stage: stage_stamp(stage, self.cfg, pruned) for stage, pruned in stages}
 
@@ -288,19 +296,49 @@ class Run:
         if not self.writer:
             return None
         settings = BenchmarkSettings(**self.cfg.benchmark)
-        if settings.size is None:
-            self.datamodule.prepare_data()
-            self.datamodule.setup("test")
-            batch = next(iter(self.datamodule.test_dataloader()))
-        else:
-            batch = self.datamodule.synthetic_batch(settings.size, settings.coils)
         log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
-        result = benchmark_pair(dense, pruned, batch, settings)
+        result = benchmark_pair(dense, pruned, self.benchmark_batch(settings), settings)
         atomic_write_json(self.output_dir / "benchmark.json", result)
         text = benchmark_markdown(result)
         atomic_write_text(self.output_dir / "benchmark.md", text)
         print("\n" + text, flush=True)
         return result
+
+    def benchmark_batch(self, settings: BenchmarkSettings) -> Sample:
+        """The first test slice, or a synthetic ``benchmark.size`` slice."""
+        if settings.size is None:
+            return next(iter(self.datamodule.test_dataloader()))
+        return self.datamodule.synthetic_batch(settings.size, settings.coils)
+
+    def choose_ratio(self, dense: MBDLNetwork) -> TargetSearch | None:
+        """``prune.target_speedup``: the ratio measured to reach it on this device, used from here on.
+
+        A resumed run reuses the ratio its folder chose (timing noise must not change the pruned structure)."""
+        target = self.prune_settings.target_speedup
+        if target is None:
+            return None
+        chosen = self.output_dir / "target_speedup.json"
+        if self.resume.folder is not None and chosen.is_file():
+            search = TargetSearch(**json.loads(chosen.read_text()))
+        else:
+            settings = BenchmarkSettings(**self.cfg.benchmark)
+            batch = self.benchmark_batch(settings)
+
+            def speedup_at(ratio: float) -> float:
+                pruned = copy.deepcopy(dense)
+                prune_network(pruned, batch.y, batch.physics(), replace(self.prune_settings, ratio=ratio))
+                return benchmark_pair(dense, pruned, batch, settings)["speedup_forward"]
+
+            log.info("[prune] choosing the ratio that reaches %.2fx on this device, by measurement", target)
+            widths = [
+                width
+                for name in self.prune_settings.prior_names(dense)
+                for width in conv_widths(dense.priors()[name], dense.prior_output_layers()[name])
+            ]
+            search = smallest_ratio_reaching(target, speedup_at, largest_ratio(widths))
+            atomic_write_json(chosen, search.as_dict())
+        self.prune_settings = replace(self.prune_settings, ratio=search.ratio)
+        return search
 
     def export(self, network: MBDLNetwork) -> dict[str, Any]:
         """Trace on the first test slice, check on the second (same acquisition), write ``export/``."""
@@ -353,9 +391,10 @@ def run_spade(r: Run) -> dict[str, Any]:
     dense_path = r.dense_checkpoint()
     dense = r.dense_network(dense_path)
     tested = {"dense": r.test("dense", dense)}
-    extra: dict[str, Any] = {"dense_checkpoint": str(dense_path), "prune": r.prune_settings.as_dict()}
-    markdown = ""
-    if r.prune_settings.ratio > 0:
+    extra: dict[str, Any] = {"dense_checkpoint": str(dense_path)}
+    markdown = target_markdown(r, r.choose_ratio(dense), extra)
+    extra["prune"] = r.prune_settings.as_dict()
+    if r.prune_settings.prunes:
         pruned, pruning, pruned_path = r.prune_one_shot(dense)
         extra["pruned_checkpoint"] = str(pruned_path)
         tested["pruned (one-shot)"] = pruned
@@ -376,6 +415,14 @@ def run_spade(r: Run) -> dict[str, Any]:
             extra["benchmark"] = bench
             markdown += "\n" + benchmark_markdown(bench)
     return r.report(tested, extra, markdown)
+
+
+def target_markdown(r: Run, search: TargetSearch | None, extra: dict[str, Any]) -> str:
+    """The latency-target search, into the results (``extra``) and as the report's paragraph."""
+    if search is None:
+        return ""
+    extra["target_speedup"] = search.as_dict()
+    return search.markdown(str(BenchmarkSettings(**r.cfg.benchmark).torch_device()))
 
 
 def pruning_summary(result: PruningResult) -> dict[str, Any]:
@@ -413,12 +460,14 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         cfg.ckpt_path is not None or cfg.stage == "benchmark", f"stage={cfg.stage} needs ckpt_path=/path/to/dense.ckpt"
     )
     dense = r.dense_network(Path(cfg.ckpt_path)) if cfg.ckpt_path else r.new_network()
+    extra: dict[str, Any] = {}
+    markdown = target_markdown(r, r.choose_ratio(dense), extra)
     if cfg.stage == "prune":
         pruned, pruning, path = r.prune_one_shot(dense)
-        markdown = "\n" + pruning_markdown(pruning.reports)
+        markdown += "\n" + pruning_markdown(pruning.reports)
         return r.report(
             {"dense": r.test("dense", dense), "pruned (one-shot)": pruned},
-            {"pruned_checkpoint": str(path), "pruning": pruning_summary(pruning)},
+            {**extra, "pruned_checkpoint": str(path), "pruning": pruning_summary(pruning)},
             markdown,
         )
     # benchmark: prune a copy of the dense network on one real (or synthetic) batch, then time both
@@ -427,4 +476,6 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     batch = next(iter(r.datamodule.val_dataloader()))
     pruned = copy.deepcopy(dense)
     prune_network(pruned, batch.y, batch.physics(), r.prune_settings)
-    return r.benchmark(dense, pruned) or {}
+    if markdown:
+        print(markdown, flush=True)
+    return {**(r.benchmark(dense, pruned) or {}), **extra}

@@ -41,6 +41,11 @@ class PruneSettings:
     iterative_steps: int = 1
     priors: list[str] | None = None  # None: every prior of the network (see include_sensitivity_net)
     include_sensitivity_net: bool = False
+    target_speedup: float | None = None  # instead of ``ratio``: the smallest ratio measured to reach it
+
+    @property
+    def prunes(self) -> bool:
+        return self.ratio > 0 or self.target_speedup is not None
 
     def __post_init__(self) -> None:
         require(
@@ -53,6 +58,11 @@ class PruneSettings:
         )
         require(
             int(self.iterative_steps) >= 1, f"prune.iterative_steps={self.iterative_steps} is invalid; allowed: >= 1"
+        )
+        require(
+            self.target_speedup is None
+            or (isinstance(self.target_speedup, int | float) and 1 < self.target_speedup < 100),
+            f"prune.target_speedup={self.target_speedup} is invalid; allowed: null or a speed-up > 1 (e.g. 2.0)",
         )
         require(
             self.round_to is None or int(self.round_to) >= 1,

@@ -1,0 +1,55 @@
+"""prune.target_speedup: the smallest ratio measured to reach a speed-up, by bisection over the ratio."""
+
+from __future__ import annotations
+
+import pytest
+
+from spade_pl.errors import SpadeInputError
+from spade_pl.pipeline import run
+from spade_pl.pruning.target import MAX_RATIO, RESOLUTION, largest_ratio, smallest_ratio_reaching
+
+
+def speedup_of_macs(ratio: float) -> float:
+    """A stand-in device where time follows the MACs: (1 - ratio)^2 of them remain."""
+    return 1 / (1 - ratio) ** 2
+
+
+def test_bisection_finds_the_smallest_ratio_within_the_resolution():
+    search = smallest_ratio_reaching(2.0, speedup_of_macs)
+    exact = 1 - 2**-0.5  # 0.2929: where (1 - r)^-2 = 2
+    assert exact <= search.ratio <= exact + RESOLUTION
+    assert speedup_of_macs(search.ratio) >= 2.0
+    assert search.measured[0] == (MAX_RATIO, speedup_of_macs(MAX_RATIO))
+    assert len(search.measured) <= 8  # a handful of measurements, not a sweep
+
+
+def test_an_unreachable_target_is_one_line():
+    with pytest.raises(SpadeInputError, match=r"prune.target_speedup=500 is out of reach .* measured 100.00x"):
+        smallest_ratio_reaching(500, speedup_of_macs)
+
+
+def test_the_job_prunes_at_the_measured_ratio_and_reports_it(make_cfg, monkeypatch, tmp_path):
+    import spade_pl.pipeline
+
+    def timed_as_macs(dense, pruned, batch, settings):  # deterministic timing for the test
+        params = [sum(p.numel() for p in net.priors()["cascade0"].parameters()) for net in (dense, pruned)]
+        return {"speedup_forward": params[0] / params[1]}
+
+    monkeypatch.setattr(spade_pl.pipeline, "benchmark_pair", timed_as_macs)
+    dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+    out = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", "prune.target_speedup=3.0", "prune.ratio=0"))
+    search = out["target_speedup"]
+    assert search["target"] == 3.0 and 0 < search["ratio"] < MAX_RATIO
+    assert out["pruning"]["cascade0"]["params_before"] >= 3.0 * out["pruning"]["cascade0"]["params_after"]
+    assert "Latency target 3.00x on cpu: prune.ratio=" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_target_speedup_is_refused_under_ddp(make_cfg):
+    with pytest.raises(SpadeInputError, match="prune.target_speedup needs one process"):
+        run(make_cfg("stage=benchmark", "prune.target_speedup=2", "trainer.devices=2"))
+
+
+def test_the_search_never_prunes_a_group_to_nothing():
+    for width in (2, 3, 4, 7, 18):
+        ratio = largest_ratio([width, 64])
+        assert int(width * (1 - ratio)) >= 1 and ratio <= MAX_RATIO
