@@ -204,3 +204,15 @@ def test_given_low_resolution_images_are_paired_by_name(tmp_path):
         SpadeInputError, match=r"test0x2.png is 5x5; with test0.png \(40x36\) at scale 2 it must be 20x18"
     ):
         ImageDataModule(str(tmp_path / "hr"), scale=2, lr_root=str(tmp_path / "lr"), lr_suffix="x2")._dataset("test")
+
+
+def test_training_pairs_are_what_the_physics_measures(make_cfg):
+    """Augmenting a measured pair would move the decimation grid: every training LR patch must equal A(HR)."""
+    from spade_pl.pipeline import Run
+
+    dataset = Run(make_cfg("problem=sr", "problem.noise_std=0", "debug=fdr")).datamodule._dataset("train", "train")
+    torch.manual_seed(0)
+    for index in range(8):  # random crops, flips and quarter turns
+        sample = dataset[index]
+        measured = sample.physics().A(sample.target[None])[0]
+        assert torch.allclose(measured, sample.lr, atol=1e-6)

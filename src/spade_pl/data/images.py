@@ -156,18 +156,26 @@ class SRDataset(Dataset):
         image = torch.from_numpy(read_image(path, self.channels))
         top, left, height, width = self._window(*image.shape[-2:])
         target = image[:, top : top + height, left : left + width].clone()
-        if self.lr_files is not None:
-            s = self.scale
-            lr_image = torch.from_numpy(read_image(self.lr_files[path.stem], self.channels))
-            lr = lr_image[:, top // s : (top + height) // s, left // s : (left + width) // s].clone()
-        else:
+        if self.lr_files is None:
+            # augment the HR patch *before* measuring it: flipping or turning a measured pair would move the
+            # decimation grid (the kept pixel of each s x s block) and train on pairs the physics cannot produce
+            (target,) = self._augment(target)
             clean = self.physics.A(target[None])[0]
             generator = None if self.patch_size else torch.Generator().manual_seed(_name_seed(path.name, self.seed))
             lr = clean + torch.randn(clean.shape, generator=generator) * self.noise_std
-        if self.patch_size:  # the same flip and quarter turn for both
-            flip, turns = bool(torch.rand(()) < 0.5), int(torch.randint(0, 4, ()))
-            target, lr = (torch.rot90(t.flip(-1) if flip else t, turns, dims=(-2, -1)) for t in (target, lr))
+        else:  # given pairs (centred resampling, e.g. imresize): the same flip and quarter turn for both
+            s = self.scale
+            lr_image = torch.from_numpy(read_image(self.lr_files[path.stem], self.channels))
+            lr = lr_image[:, top // s : (top + height) // s, left // s : (left + width) // s].clone()
+            target, lr = self._augment(target, lr)
         return SRSample(lr.contiguous(), target.contiguous(), self.kernel, self.scale, path.name, 0)
+
+    def _augment(self, *images: Tensor) -> tuple[Tensor, ...]:
+        """One random flip and quarter turn, applied alike to every image (training patches only)."""
+        if not self.patch_size:
+            return images
+        flip, turns = bool(torch.rand(()) < 0.5), int(torch.randint(0, 4, ()))
+        return tuple(torch.rot90(t.flip(-1) if flip else t, turns, dims=(-2, -1)) for t in images)
 
 
 def index_lr_files(lr_root: Path, suffix: str) -> dict[str, Path]:
