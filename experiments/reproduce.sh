@@ -74,3 +74,6 @@ done
   prune.ratio=0.5
 ./run_experiment.sh bench_deq_sr_paper stage=benchmark problem=sr network=deq_sr_paper benchmark.size=256 \
   prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
+# latency-targeted pruning: the smallest ratio measured to reach 1.5x, paper E2E-VarNet, 320x320, 16 coils
+./run_experiment.sh target_e2e_varnet_paper_1.5x stage=benchmark network=e2e_varnet_paper benchmark.size=320 \
+  benchmark.coils=16 prune.target_speedup=1.5 benchmark.repeats=5 benchmark.warmup=1

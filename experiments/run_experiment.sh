@@ -22,7 +22,7 @@ status=${statuses[0]}
 [ "$status" -eq 0 ] || { echo "experiment $name failed (exit $status), see $run_dir.log"; exit "$status"; }
 copy_results() {  # copy_results FROM TO: the files a run leaves that README quotes
   mkdir -p "$2"
-  for f in results.json results.md results.png benchmark.json benchmark.md .hydra/overrides.yaml; do
+  for f in results.json results.md results.png benchmark.json benchmark.md target_speedup.json .hydra/overrides.yaml; do
     if [ -f "$1/$f" ]; then cp "$1/$f" "$2"/; fi
   done
 }

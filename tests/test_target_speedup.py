@@ -53,3 +53,20 @@ def test_the_search_never_prunes_a_group_to_nothing():
     for width in (2, 3, 4, 7, 18):
         ratio = largest_ratio([width, 64])
         assert int(width * (1 - ratio)) >= 1 and ratio <= MAX_RATIO
+
+
+def test_the_benchmark_stage_writes_the_search_into_its_files(make_cfg, monkeypatch, tmp_path):
+    import json
+
+    import spade_pl.pipeline
+
+    def timed_as_macs(dense, pruned, batch, settings):
+        params = [sum(p.numel() for p in net.parameters()) for net in (dense, pruned)]
+        return {"speedup_forward": params[0] / params[1]}
+
+    monkeypatch.setattr(spade_pl.pipeline, "benchmark_pair", timed_as_macs)
+    monkeypatch.setattr(spade_pl.pipeline, "benchmark_markdown", lambda result: "| timings |\n")
+    run(make_cfg("stage=benchmark", "prune.target_speedup=1.5"))
+    bench = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    assert bench["target_speedup"]["target"] == 1.5 and bench["speedup_forward"] >= 1.5
+    assert (tmp_path / "run" / "benchmark.md").read_text().startswith("Latency target 1.50x on cpu")

@@ -291,15 +291,18 @@ class Run:
         suffix = f" ({TEST_TIME})" if self.adapts_to_test() else ""
         return f"pruned + {self.cfg.finetune.name}{suffix}"
 
-    def benchmark(self, dense: MBDLNetwork, pruned: MBDLNetwork) -> dict[str, Any] | None:
-        """Time dense vs pruned (rank 0 only: the other ranks' numbers would be neither needed nor fair)."""
+    def benchmark(
+        self, dense: MBDLNetwork, pruned: MBDLNetwork, extra: dict[str, Any] | None = None, preface: str = ""
+    ) -> dict[str, Any] | None:
+        """Time dense vs pruned (rank 0 only: the other ranks' numbers would be neither needed nor fair);
+        ``extra`` / ``preface`` (the latency-target search) go into benchmark.json / benchmark.md too."""
         if not self.writer:
             return None
         settings = BenchmarkSettings(**self.cfg.benchmark)
         log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
-        result = benchmark_pair(dense, pruned, self.benchmark_batch(settings), settings)
+        result = {**benchmark_pair(dense, pruned, self.benchmark_batch(settings), settings), **(extra or {})}
         atomic_write_json(self.output_dir / "benchmark.json", result)
-        text = benchmark_markdown(result)
+        text = preface.lstrip("\n") + benchmark_markdown(result)
         atomic_write_text(self.output_dir / "benchmark.md", text)
         print("\n" + text, flush=True)
         return result
@@ -476,6 +479,4 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     batch = next(iter(r.datamodule.val_dataloader()))
     pruned = copy.deepcopy(dense)
     prune_network(pruned, batch.y, batch.physics(), r.prune_settings)
-    if markdown:
-        print(markdown, flush=True)
-    return {**(r.benchmark(dense, pruned) or {}), **extra}
+    return r.benchmark(dense, pruned, extra, markdown) or {}
