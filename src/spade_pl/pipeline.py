@@ -2,14 +2,13 @@
 
 ``stage=spade``      the whole job: dense teacher (cached) -> prune -> fine-tune -> test all -> benchmark -> report
 ``stage=pretrain``   train the dense network
-
-``resume_from=<run folder or a stage's last.ckpt>`` continues an interrupted job exactly (see ``resume.py``).
 ``stage=test``       evaluate ``ckpt_path`` (dense or pruned) on the held-out test split
 ``stage=prune``      prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop
 ``stage=benchmark``  time dense vs pruned (``ckpt_path`` or random weights) in one process
 ``stage=export``     write ``ckpt_path`` (dense or pruned) as a standalone TorchScript file (see ``export.py``)
 
-``stage=spade ckpt_path=dense.ckpt`` prunes and fine-tunes a dense model you trained elsewhere.
+``stage=spade ckpt_path=dense.ckpt`` prunes and fine-tunes a dense model you trained elsewhere;
+``resume_from=<run folder or a stage's last.ckpt>`` continues an interrupted job exactly (see ``resume.py``).
 """
 
 from __future__ import annotations
