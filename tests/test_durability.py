@@ -62,5 +62,5 @@ def test_a_full_disk_is_one_line_and_exit_2(tmp_path, monkeypatch, capfd):
         cli()
     err = capfd.readouterr().err
     assert stopped.value.code == 2
-    assert "error: cannot write" in err and "No space left on device (a full or read-only disk)" in err
+    assert "error: cannot access" in err and "No space left on device (full disk, read-only folder" in err
     assert "Traceback" not in err

@@ -66,8 +66,8 @@ def main(cfg: DictConfig) -> float | None:
 
 def one_line(err: BaseException) -> str:
     if isinstance(err, OSError):
-        where = err.filename or "the output"
-        return f"cannot write {where}: {err.strerror} (a full or read-only disk); nothing after it was written"
+        where = err.filename or "an output file"
+        return f"cannot access {where}: {err.strerror} (full disk, read-only folder or no permission); stopped there"
     return message_of(err)
 
 
