@@ -99,6 +99,8 @@ def test_a_checkpoint_resumes_only_the_stage_and_config_that_wrote_it(make_cfg, 
 
 
 def test_a_run_folder_made_by_another_command_is_refused(make_cfg, finetuned_run, tmp_path):
+    with pytest.raises(SpadeInputError, match=r"belongs to another configuration: prune.ratio"):  # finished
+        run(make_cfg("debug=limit", "finetune=supervised", "prune.ratio=0.75", f"resume_from={finetuned_run}"))
     interrupted = tmp_path / "interrupted"
     shutil.copytree(finetuned_run, interrupted)
     (interrupted / "checkpoints" / "finetune-supervised" / "selected.json").unlink()  # as if killed

@@ -94,6 +94,7 @@ class ResumeSource:
         """``expected``: the stamp of each training stage this job will run, by stage name."""
         self.folder: Path | None = None
         self.checkpoint: Path | None = None
+        self.checkpoint_stage: str | None = None
         if resume_from is None:
             return
         path = Path(resume_from)
@@ -108,9 +109,9 @@ class ResumeSource:
                 f"resume_from={path} is not a spade-pl run folder (no checkpoints/ inside)",
             )
             self.folder = path
-            for stage, stamp in expected.items():
+            for stage, stamp in expected.items():  # finished stages too: their choice is reused
                 last = path / "checkpoints" / stage / "last.ckpt"
-                if last.is_file() and not (path / "checkpoints" / stage / DONE_FILE).is_file():
+                if last.is_file():
                     self._check(last, stamp)
             return
         found = read_stamp(path)
