@@ -29,7 +29,7 @@ def test_offline_wandb_runs_carry_the_resolved_config_and_the_job_summary(make_c
     )
     runs = {}
     for run_dir in (tmp_path / "run" / "wandb").glob("offline-run-*"):
-        contents = run_contents(run_dir)
+        contents = settled_contents(run_dir)
         runs[contents["run"][1]] = contents
     assert {"test-dense", "test-pruned_(one-shot)", "finetune-distill", "summary"} <= set(runs)
     assert len({c["run"][0] for c in runs.values()}) == 1  # one group for every stage of the job
@@ -44,6 +44,17 @@ def test_offline_wandb_runs_carry_the_resolved_config_and_the_job_summary(make_c
         assert summary[key] == pytest.approx(expected[key])
     assert summary["strategy"] == "distill" and summary["pruned/params"] < summary["dense/params"]
     assert any(key.startswith("reconstructions") for key in runs["summary"]["history_keys"])
+
+
+def settled_contents(run_dir: Path, timeout_s: float = 30) -> dict:
+    """The run's records once wandb-core has flushed them: its service writes the offline log asynchronously,
+    and on a busy machine the last run's first block can land a moment after ``finish()`` returned."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        contents = run_contents(run_dir) if any(run_dir.glob("*.wandb")) else {}
+        if "run" in contents or time.monotonic() > deadline:
+            return contents
+        time.sleep(0.5)
 
 
 def test_summary_record_names_models_by_role():
