@@ -20,7 +20,22 @@ def test_bisection_finds_the_smallest_ratio_within_the_resolution():
     assert exact <= search.ratio <= exact + RESOLUTION
     assert speedup_of_macs(search.ratio) >= 2.0
     assert search.measured[0] == (MAX_RATIO, speedup_of_macs(MAX_RATIO))
-    assert len(search.measured) <= 8  # a handful of measurements, not a sweep
+    assert len(search.measured) <= 9  # a handful of measurements, not a sweep
+    assert search.measured[-1][0] == search.ratio  # the choice was timed twice
+
+
+def test_a_lucky_timing_is_not_accepted():
+    """The first timing of each ratio below 0.5 is lucky (5x); timed again it shows its true speed-up."""
+    seen: set[float] = set()
+
+    def noisy(ratio: float) -> float:
+        lucky = ratio < 0.5 and ratio not in seen
+        seen.add(ratio)
+        return 5.0 if lucky else speedup_of_macs(ratio)
+
+    search = smallest_ratio_reaching(4.0, noisy)  # truly reached from 0.5 up
+    assert 0.5 <= search.ratio <= 0.5 + RESOLUTION
+    assert speedup_of_macs(search.ratio) >= 4.0
 
 
 def test_an_unreachable_target_is_one_line():
