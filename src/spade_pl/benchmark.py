@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from spade_pl.batch import Sample
-from spade_pl.errors import require
+from spade_pl.errors import require_int
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
@@ -45,10 +45,10 @@ class BenchmarkSettings:
     slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
 
     def __post_init__(self) -> None:
-        require(self.slices >= 1, f"benchmark.slices={self.slices} is invalid; allowed: >= 1")
-        require(self.repeats >= 1, f"benchmark.repeats={self.repeats} is invalid; allowed: >= 1")
-        require(self.warmup >= 0, f"benchmark.warmup={self.warmup} is invalid; allowed: >= 0")
-        require(self.threads >= 1, f"benchmark.threads={self.threads} is invalid; allowed: >= 1")
+        for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
+            require_int(f"benchmark.{key}", getattr(self, key), minimum)
+        if self.size is not None:
+            require_int("benchmark.size", self.size, 8)
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

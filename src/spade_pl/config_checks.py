@@ -9,7 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from spade_pl.errors import require
+from spade_pl.benchmark import BenchmarkSettings
+from spade_pl.errors import require, require_int
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -20,10 +21,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def require_int(key: str, value: Any, minimum: int) -> None:
-    require(_is_int(value) and value >= minimum, f"{key}={value!r} is invalid; allowed: integers >= {minimum}")
 
 
 def require_positive(key: str, value: Any) -> None:
@@ -68,11 +65,7 @@ def check_config(cfg: DictConfig) -> None:
                 f"{section}.optimizer.weight_decay={decay!r} is invalid; allowed: finite numbers >= 0",
             )
     check_network(OmegaConf.to_container(cfg.network.model, resolve=True))
-    bench = cfg.benchmark
-    for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
-        require_int(f"benchmark.{key}", bench[key], minimum)
-    if bench.size is not None:
-        require_int("benchmark.size", bench.size, 8)
+    BenchmarkSettings(**cfg.benchmark)  # validates itself
     check_trainer(cfg.trainer)
 
 

@@ -17,6 +17,12 @@ def message_of(err: SpadeInputError) -> str:
     return last.split(f"{SpadeInputError.__name__}: ", 1)[-1]
 
 
+def require_int(key: str, value: object, minimum: int) -> None:
+    """``value`` is an integer (not a bool, not a string) >= ``minimum``; else one line naming ``key``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    require(ok, f"{key}={value!r} is invalid; allowed: integers >= {minimum}")
+
+
 def require(condition: bool, message: str) -> None:
     """Raise :class:`SpadeInputError` with ``message`` unless ``condition`` holds."""
     if not condition:

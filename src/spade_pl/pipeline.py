@@ -473,9 +473,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
             markdown,
         )
     # benchmark: prune a copy of the dense network on one real (or synthetic) batch, then time both
-    r.datamodule.prepare_data()
-    r.datamodule.setup("validate")
-    batch = next(iter(r.datamodule.val_dataloader()))
+    batch = next(iter(r.datamodule.val_dataloader()))  # the datamodule was set up when the run started
     pruned = copy.deepcopy(dense)
     prune_network(pruned, batch.y, batch.physics(), r.prune_settings)
     return r.benchmark(dense, pruned, extra, markdown) or {}
