@@ -188,9 +188,9 @@ def test_exact_rotations_of_non_square_images_keep_the_shape_and_the_centre():
     assert turned.shape == wide.shape
     assert torch.equal(turned[..., 2:4, 4:6], torch.ones(1, 1, 2, 2)) and turned.max() == 1.0
     assert torch.equal(rotate(wide, 180), torch.rot90(wide, 2, (-2, -1)))
-    valid = Rotations.valid(torch.zeros(1, 2, 6, 10), 90)
+    valid = Rotations().valid(torch.zeros(1, 2, 6, 10), 90)
     assert valid.shape == (1, 1, 6, 10) and valid[0, 0, :, 2:8].all() and not valid[0, 0, :, :2].any()
-    assert Rotations.valid(torch.zeros(1, 2, 8, 8), 45)[0, 0, 0, 0] == 0  # an empty corner
+    assert Rotations().valid(torch.zeros(1, 2, 8, 8), 45)[0, 0, 0, 0] == 0  # an empty corner
 
 
 def test_bad_selfsup_settings():

@@ -1,6 +1,6 @@
 """Self-supervised fine-tuning: measurement consistency + equivariant imaging (Chen, Tachella & Davies 2021).
 
-With ``x1 = f(y)``, a fixed operator ``A`` and transforms ``T_g`` (rotations, :mod:`.transforms`),
+With ``x1 = f(y)``, a fixed operator ``A`` and transforms ``T_g`` (rotations or shifts, :mod:`.transforms`),
 ``x2 = T_g x1``, ``A_g`` = ``A`` with the coil maps transformed alike, ``y2 = A_g x2``, ``x3 = f(y2)``:
 
     loss = ‖A x1 − y‖² / ‖y‖²  +  w · mean_g [ ‖M_g (x3 − x2)‖² / ‖M_g x2‖²  +  ‖A_g x3 − y2‖² / ‖y2‖² ]
@@ -21,7 +21,7 @@ from torch import Tensor
 from spade_pl.batch import Sample
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
-from spade_pl.finetune.transforms import Rotations
+from spade_pl.finetune.transforms import Rotations, TransformGroup
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
@@ -43,7 +43,7 @@ class SelfSupervised(Objective):
 
     def __init__(
         self,
-        transform: Rotations | None = None,
+        transform: TransformGroup | None = None,
         ei_weight: float = 1.0,
         split_weight: float = 0.0,
         split_fraction: float = 0.4,
@@ -107,16 +107,16 @@ class SelfSupervised(Objective):
 
         mc = relative_error(measure(x1, operator), y)
         ei = x1.new_zeros(())
-        for degrees in self.transform.sample(student.training):
+        for g in self.transform.sample(student.training):
 
-            def turn(planes: Tensor, degrees: float = degrees) -> Tensor:
-                return self.transform.apply(planes, degrees)
+            def act(planes: Tensor, g=g) -> Tensor:
+                return self.transform.apply(planes, g)
 
-            x2 = from_planes(turn(to_planes(x1)))
-            transformed = operator.transformed(turn)
+            x2 = from_planes(act(to_planes(x1)))
+            transformed = operator.transformed(act)
             y2 = measure(x2, transformed)
             x3 = estimate(y2, transformed)
-            valid = self.transform.valid(to_planes(x1), degrees)
+            valid = self.transform.valid(to_planes(x1), g)
             ei = ei + relative_error(to_planes(x3), to_planes(x2), valid) + relative_error(measure(x3, transformed), y2)
         ei = ei / self.transform.num_transforms
         loss = mc + self.ei_weight * ei

@@ -1,13 +1,15 @@
 """Transform groups for equivariant imaging, in plain torch (no torchvision), for any image shape.
 
-EI needs transforms the forward operator is *not* equivariant to: rotations for Cartesian MRI and for
-super-resolution (not integer shifts, to which a Cartesian mask is equivariant). Every transform keeps the
+EI needs transforms the forward operator is *not* equivariant to: rotations for Cartesian MRI (not integer
+shifts, to which a Cartesian mask is equivariant); for super-resolution both rotations and shifts that are
+not multiples of the scale (each moves the image against the decimation grid). Every transform keeps the
 image shape, so the sampling mask of the data applies unchanged to the transformed image:
 
 - multiples of 90° are exact: the image is zero-padded to a square, turned with ``rot90`` and centre-cropped
   back (on square images, a plain ``rot90``); no interpolation, nothing blurred;
 - other angles are bilinear rotations about the centre; the corners that come from outside the image are
-  zero, and :meth:`Rotations.valid` marks the pixels that hold rotated content (losses weight by it).
+  zero, and :meth:`Rotations.valid` marks the pixels that hold rotated content (losses weight by it);
+- shifts are circular (``torch.roll``): exact, every pixel valid.
 
 A transform object owns its randomness: training draws new angles every step, evaluation (validation,
 checkpoint selection) always the same ones, so the ground-truth-free validation loss is comparable across
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spade_pl.errors import require
+
+Shift = tuple[int, int]
 
 EXACT = (90.0, 180.0, 270.0)
 
@@ -55,35 +59,90 @@ def rotate(images: Tensor, degrees: float) -> Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-class Rotations:
-    """Draw ``num_transforms`` rotations per step from ``angles`` (degrees); ``None`` = any integer in 1..359.
+class TransformGroup:
+    """``num_transforms`` draws per step: new ones every training step, always the same ones in evaluation."""
+
+    def __init__(self, num_transforms: int = 1):
+        require(int(num_transforms) >= 1, f"num_transforms={num_transforms} is invalid; allowed: >= 1")
+        self.num_transforms = int(num_transforms)
+
+    def sample(self, training: bool) -> list:
+        generator = None if training else torch.Generator().manual_seed(0)
+        return [self.draw(generator) for _ in range(self.num_transforms)]
+
+    def draw(self, generator: torch.Generator | None):
+        raise NotImplementedError
+
+    def apply(self, planes: Tensor, g) -> Tensor:
+        """Transform real image planes ``(B, N, H, W)`` (a physics maps its images to planes and back)."""
+        raise NotImplementedError
+
+    def valid(self, planes: Tensor, g) -> Tensor:
+        """``(B, 1, H, W)`` weights: 1 where the transformed image holds content of the original, else 0."""
+        return torch.ones_like(planes[:, :1])
+
+
+class Rotations(TransformGroup):
+    """Rotations by ``angles`` (degrees); ``None`` = any integer in 1..359.
 
     The default group ``[90, 180, 270]`` is exact on every image shape (see the module docstring).
     """
 
     def __init__(self, angles: list[float] | None = EXACT, num_transforms: int = 1):
-        require(int(num_transforms) >= 1, f"num_transforms={num_transforms} is invalid; allowed: >= 1")
+        super().__init__(num_transforms)
         require(
             angles is None or (len(angles) > 0 and all(float(a) % 360 != 0 for a in angles)),
             f"angles={angles} is invalid; allowed: null (random integer degrees) or a list of angles that are "
             f"not multiples of 360 (the identity teaches equivariance nothing)",
         )
         self.angles = [float(a) for a in angles] if angles is not None else None
-        self.num_transforms = int(num_transforms)
 
-    def sample(self, training: bool) -> list[float]:
-        generator = None if training else torch.Generator().manual_seed(0)
+    def draw(self, generator: torch.Generator | None) -> float:
         if self.angles is None:
-            return [float(a) for a in torch.randint(1, 360, (self.num_transforms,), generator=generator)]
-        picks = torch.randint(0, len(self.angles), (self.num_transforms,), generator=generator)
-        return [self.angles[i] for i in picks]
+            return float(torch.randint(1, 360, (1,), generator=generator))
+        return self.angles[int(torch.randint(0, len(self.angles), (1,), generator=generator))]
 
-    @staticmethod
-    def apply(planes: Tensor, degrees: float) -> Tensor:
-        """Rotate real image planes ``(B, N, H, W)`` (a physics maps its images to planes and back)."""
+    def apply(self, planes: Tensor, degrees: float) -> Tensor:
         return rotate(planes, degrees)
 
-    @staticmethod
-    def valid(planes: Tensor, degrees: float) -> Tensor:
-        """``(B, 1, H, W)`` weights: 1 where the rotated image holds content of the original, else 0."""
+    def valid(self, planes: Tensor, degrees: float) -> Tensor:
         return (rotate(torch.ones_like(planes[:, :1]), degrees) > 0.999).to(planes.dtype)
+
+
+class Shifts(TransformGroup):
+    """Circular shifts ``(rows, columns)``, each in ``0..max_shift``, never (0, 0).
+
+    Circular shifts are exact on any shape. An operator that decimates by ``s`` is equivariant to shifts by
+    multiples of ``s`` only, so ``max_shift = s - 1`` already reaches every distinct sub-grid.
+    """
+
+    def __init__(self, max_shift: int = 1, num_transforms: int = 1):
+        super().__init__(num_transforms)
+        require(int(max_shift) >= 1, f"max_shift={max_shift} is invalid; allowed: >= 1")
+        side = int(max_shift) + 1
+        self.shifts: list[Shift] = [(r, c) for r in range(side) for c in range(side) if (r, c) != (0, 0)]
+
+    def draw(self, generator: torch.Generator | None) -> Shift:
+        return self.shifts[int(torch.randint(0, len(self.shifts), (1,), generator=generator))]
+
+    def apply(self, planes: Tensor, shift: Shift) -> Tensor:
+        return torch.roll(planes, shifts=shift, dims=(-2, -1))
+
+
+class Union(TransformGroup):
+    """Each draw comes from one of ``groups``, chosen uniformly (e.g. rotations and shifts for SR)."""
+
+    def __init__(self, groups: list[TransformGroup], num_transforms: int = 1):
+        super().__init__(num_transforms)
+        require(len(groups) > 0, "a transform union needs at least one group")
+        self.groups = list(groups)
+
+    def draw(self, generator: torch.Generator | None) -> tuple[int, object]:
+        i = int(torch.randint(0, len(self.groups), (1,), generator=generator))
+        return i, self.groups[i].draw(generator)
+
+    def apply(self, planes: Tensor, g: tuple[int, object]) -> Tensor:
+        return self.groups[g[0]].apply(planes, g[1])
+
+    def valid(self, planes: Tensor, g: tuple[int, object]) -> Tensor:
+        return self.groups[g[0]].valid(planes, g[1])
