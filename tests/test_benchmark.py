@@ -45,12 +45,25 @@ def test_benchmark_reports_per_slice_times_and_the_solver_iterations_of_every_ti
         assert 1 <= iterations["min"] <= iterations["median"] <= iterations["max"] <= 20
     text = benchmark_markdown(result)
     assert "whole forward (3 slices)" in text and "solver iterations per forward" in text
+    for name in ("dense", "pruned"):  # auto: each network's layout chosen by timing both
+        layout = result[name]["memory_format"]
+        assert (
+            set(layout["candidates_ms"]) == {"contiguous", "channels_last"}
+            and layout["chosen"] in layout["candidates_ms"]
+        )
+        assert layout["relative_difference"] <= 1e-4  # a DEQ: the solver's stopping point may move with the rounding
+    assert "priors' memory format" in text
 
 
 @pytest.mark.parametrize("field", ["slices", "repeats", "threads"])
 def test_bad_benchmark_settings_are_one_line_errors(field):
     with pytest.raises(SpadeInputError, match=f"benchmark.{field}=0 is invalid"):
         BenchmarkSettings(**{field: 0})
+
+
+def test_an_unknown_memory_format_is_a_one_line_error():
+    with pytest.raises(SpadeInputError, match="benchmark.memory_format='nhwc' is unknown; allowed: auto, contiguous"):
+        BenchmarkSettings(memory_format="nhwc")
 
 
 def test_allow_tf32_switches_torch_and_separates_cached_teachers(make_cfg):

@@ -31,8 +31,13 @@ with torch.no_grad():
 def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, pruned):
     dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
     ckpt = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"] if pruned else dense
-    record = run(make_cfg("stage=export", f"ckpt_path={ckpt}"))
+    layout = "channels_last" if pruned else "auto"  # the trace keeps the priors' memory format
+    record = run(make_cfg("stage=export", f"ckpt_path={ckpt}", f"benchmark.memory_format={layout}"))
     assert max(record["max_abs_error"].values()) <= 1e-5
+    assert record["memory_format"]["chosen"] == layout or set(record["memory_format"]["candidates_ms"]) == {
+        "contiguous",
+        "channels_last",
+    }
     folder = tmp_path / "run" / "export"
     assert json.loads((folder / "export.json").read_text())["parameters"] == record["parameters"]
     proc = subprocess.run(

@@ -19,7 +19,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,7 +27,8 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from spade_pl.batch import Sample
-from spade_pl.errors import require_int
+from spade_pl.errors import require, require_int
+from spade_pl.inference import CHOICES, choose_memory_format
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
@@ -43,10 +44,15 @@ class BenchmarkSettings:
     coils: int = 16
     keep_allocations: bool = True
     slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
+    memory_format: str = "auto"  # the priors' layout (spade_pl.inference): auto = the faster, per network
 
     def __post_init__(self) -> None:
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
             require_int(f"benchmark.{key}", getattr(self, key), minimum)
+        require(
+            self.memory_format in CHOICES,
+            f"benchmark.memory_format={self.memory_format!r} is unknown; allowed: {', '.join(CHOICES)}",
+        )
         if self.size is not None:
             require_int("benchmark.size", self.size, 8)
 
@@ -129,6 +135,19 @@ def _interleaved_medians(calls: dict[str, Callable[[], Any]], settings: Benchmar
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def set_layout(network: MBDLNetwork, y: Tensor, physics: Physics, settings: BenchmarkSettings) -> dict[str, Any]:
+    """Put ``network``'s priors in ``settings.memory_format`` (``auto``: the faster of the two, timed on
+    ``y`` with half the repetitions of a benchmark, since it only ranks two candidates); return the choice."""
+    choosing = replace(settings, repeats=max(3, settings.repeats // 2), warmup=max(1, min(settings.warmup, 2)))
+    device = y.device
+
+    def time_calls(calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
+        return _interleaved_medians(calls, choosing, device)
+
+    with torch.no_grad():
+        return choose_memory_format(network, y, physics, settings.memory_format, time_calls)
+
+
 def _profile(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
     priors = network.priors()
     inputs = capture_prior_inputs(network, y, physics, list(priors))
@@ -153,6 +172,7 @@ def benchmark_pair(
     physics, y = batch.physics(), batch.y
     nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
     with torch.no_grad():
+        layouts = {name: set_layout(net, y, physics, settings) for name, net in nets.items()}
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
         iterations: dict[str, list[int]] = {name: [] for name in nets}
 
@@ -189,6 +209,7 @@ def benchmark_pair(
             "prior_params": prof["prior_params"],
             "macs_forward": prof["macs_forward"],
             "macs_per_prior_call": prof["macs_per_prior_call"],
+            "memory_format": layouts[name],
         }
         if iterations[name]:  # every forward, warm-up included: the iterations the timings paid for
             result[name]["solver_iterations"] = _spread(iterations[name])
@@ -236,6 +257,13 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     for name in d["macs_per_prior_call"]:
         a, b = d["macs_per_prior_call"][name], p["macs_per_prior_call"][name]
         rows.append((f"MACs per call, {name}", f"{a:,}", f"{b:,}", f"{a / b:.2f}x"))
+    if "memory_format" in d:
+
+        def layout(chosen: dict[str, Any]) -> str:
+            timed = ", ".join(f"{name} {ms:.1f} ms" for name, ms in chosen.get("candidates_ms", {}).items())
+            return f"{chosen['chosen']} ({timed})" if timed else chosen["chosen"]
+
+        rows.append(("priors' memory format", layout(d["memory_format"]), layout(p["memory_format"]), ""))
     if "solver_iterations" in d:
 
         def spread(it: dict[str, float]) -> str:

@@ -63,11 +63,16 @@ def constants_fixed(physics: Physics) -> Physics:
 
 
 def export_network(
-    network: nn.Module, example: tuple[Tensor, Physics], check: tuple[Tensor, Physics], folder: Path
+    network: nn.Module,
+    example: tuple[Tensor, Physics],
+    check: tuple[Tensor, Physics],
+    folder: Path,
+    layout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trace ``network`` on ``example``, verify the artifact on ``example`` and ``check`` (same acquisition,
     other content), write ``model.pt`` (TorchScript) and ``example.pt`` (``names``: the artifact's inputs in
-    order, each input by name, and the expected ``output``)."""
+    order, each input by name, and the expected ``output``). ``layout``: the priors' memory format the
+    network was put in (:func:`spade_pl.benchmark.set_layout`; the trace keeps it), recorded in export.json."""
     require(
         not hasattr(network, "solver_stats"),
         f"stage=export cannot trace {type(network).__name__}: its fixed-point solver runs a data-dependent "
@@ -106,6 +111,7 @@ def export_network(
         },
         "parameters": sum(p.numel() for p in network.parameters()),
         "max_abs_error": {"example": errors[0], "check": errors[1]},
+        "memory_format": layout or {"chosen": "contiguous"},
     }
     atomic_write_json(folder / "export.json", record)
     return record

@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spade_pl.batch import Sample
-from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair
+from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, set_layout
 from spade_pl.checkpoints import SafeCheckpointIO, load_network_weights, read_checkpoint
 from spade_pl.config_checks import check_config
 from spade_pl.data.splits import SplitDataModule
@@ -347,9 +347,16 @@ class Run:
         slices = iter(self.datamodule.test_dataloader())
         example = next(slices)
         check = next(slices, example)
-        log.info("[export] tracing %s on %s slice %d", type(network).__name__, example.fname[0], example.slice_num[0])
+        layout = set_layout(network, example.y, example.physics(), BenchmarkSettings(**self.cfg.benchmark))
+        log.info(
+            "[export] tracing %s on %s slice %d, priors %s",
+            type(network).__name__,
+            example.fname[0],
+            example.slice_num[0],
+            layout["chosen"],
+        )
         record = export_network(
-            network, (example.y, example.physics()), (check.y, check.physics()), self.output_dir / "export"
+            network, (example.y, example.physics()), (check.y, check.physics()), self.output_dir / "export", layout
         )
         errors = record["max_abs_error"]
         print(

@@ -1,0 +1,64 @@
+"""The inference path: priors in the measured-fastest memory layout, same outputs, fair to dense and pruned."""
+
+import pytest
+import torch
+
+from spade_pl.inference import choose_memory_format, relative_difference, set_memory_format
+from spade_pl.models import E2EVarNet, UnrolledHQS
+from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.sr import Downsampling, make_kernel
+
+
+def _mri(size: int = 16, coils: int = 3):
+    torch.manual_seed(0)
+    mask = torch.zeros(1, 1, 1, size, 1, dtype=torch.bool)
+    mask[..., ::2, :] = True
+    mask[..., size // 2 - 2 : size // 2 + 2, :] = True
+    y = torch.randn(1, coils, size, size, 2) * mask
+    return E2EVarNet(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2).eval(), y, MultiCoilMRI(mask=mask)
+
+
+def _sr(size: int = 16):
+    torch.manual_seed(0)
+    physics = Downsampling(kernel=make_kernel("gaussian", 2), scale=2)
+    net = UnrolledHQS(iterations=2, channels=3, widths=[4, 8], blocks=1).eval()
+    return net, physics.A(torch.rand(1, 3, size, size)), physics
+
+
+@pytest.mark.parametrize("make", [_mri, _sr], ids=["e2e_varnet", "du_sr"])
+def test_channels_last_priors_give_the_contiguous_outputs_within_1e_5(make):
+    network, y, physics = make()
+    with torch.no_grad():
+        contiguous = network(y, physics)
+        set_memory_format(network, "channels_last")
+        channels_last = network(y, physics)
+    convs = [m for p in network.priors().values() for m in p.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert relative_difference(channels_last, contiguous) <= 1e-5
+
+
+@pytest.mark.parametrize("faster", ["contiguous", "channels_last"])
+def test_auto_keeps_the_layout_measured_faster_and_reports_every_candidate(faster):
+    network, y, physics = _mri()
+
+    def stand_in_timer(calls):
+        for call in calls.values():
+            call()  # each candidate runs
+        return {name: 0.001 if name == faster else 0.002 for name in calls}
+
+    with torch.no_grad():
+        chosen = choose_memory_format(network, y, physics, "auto", stand_in_timer)
+    assert chosen["chosen"] == faster
+    assert chosen["candidates_ms"] == {
+        name: pytest.approx(1.0 if name == faster else 2.0) for name in chosen["candidates_ms"]
+    }
+    assert chosen["relative_difference"] <= 1e-5
+    conv = next(m for m in network.priors()["cascade0"].modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (faster == "channels_last")
+
+
+def test_a_fixed_layout_is_applied_without_timing():
+    network, y, physics = _mri()
+    assert choose_memory_format(network, y, physics, "channels_last", lambda calls: pytest.fail("timed")) == {
+        "chosen": "channels_last"
+    }
