@@ -11,7 +11,7 @@ from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
 from spade_pl.finetune.selfsup import relative_error
-from spade_pl.finetune.transforms import Rotations, rotate
+from spade_pl.finetune.transforms import Rotations, Shifts, Union, rotate
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes
@@ -193,11 +193,34 @@ def test_exact_rotations_of_non_square_images_keep_the_shape_and_the_centre():
     assert Rotations().valid(torch.zeros(1, 2, 8, 8), 45)[0, 0, 0, 0] == 0  # an empty corner
 
 
+def test_shifts_are_exact_circular_and_never_the_identity():
+    shifts = Shifts(max_shift=1, num_transforms=50)
+    drawn = set(shifts.sample(training=True))
+    assert drawn == {(0, 1), (1, 0), (1, 1)}  # every sub-grid of a x2 decimation, never (0, 0)
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    assert torch.equal(shifts.apply(x, (1, 0)), torch.cat([x[..., 2:, :], x[..., :2, :]], dim=-2))
+    assert torch.equal(shifts.apply(shifts.apply(x, (1, 1)), (-1, -1)), x) and shifts.valid(x, (1, 1)).all()
+    assert shifts.sample(training=False) == shifts.sample(training=False)
+
+
+def test_a_union_draws_from_each_group_and_dispatches_to_it():
+    union = Union([Rotations([90]), Shifts(max_shift=1)], num_transforms=40)
+    drawn = union.sample(training=True)
+    assert {g for g, _ in drawn} == {0, 1}
+    x = torch.randn(1, 2, 6, 6)
+    for g, element in drawn[:4]:
+        expected = rotate(x, element) if g == 0 else torch.roll(x, element, dims=(-2, -1))
+        assert torch.equal(union.apply(x, (g, element)), expected)
+    assert union.sample(training=False) == union.sample(training=False)
+
+
 def test_bad_selfsup_settings():
     with pytest.raises(SpadeInputError, match="num_transforms=0 is invalid"):
         Rotations(num_transforms=0)
     with pytest.raises(SpadeInputError, match=r"angles=\[360\] is invalid"):
         Rotations(angles=[360])
+    with pytest.raises(SpadeInputError, match="max_shift=0 is invalid"):
+        Shifts(max_shift=0)
     with pytest.raises(SpadeInputError, match="ei_weight=-1 is invalid"):
         SelfSupervised(ei_weight=-1)
 
