@@ -10,11 +10,12 @@ from spade_pl.data.embedded import birdcage_maps
 from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
-from spade_pl.finetune.selfsup import relative_error
+from spade_pl.finetune.selfsup import default_transforms, relative_error
 from spade_pl.finetune.transforms import Rotations, Shifts, Union, rotate
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes
+from spade_pl.physics.sr import Downsampling, make_kernel
 
 
 def _batch(size=32, coils=4, full=False, with_maps=True, target=None) -> MRISample:
@@ -194,7 +195,7 @@ def test_exact_rotations_of_non_square_images_keep_the_shape_and_the_centre():
 
 
 def test_shifts_are_exact_circular_and_never_the_identity():
-    shifts = Shifts(max_shift=1, num_transforms=50)
+    shifts = Shifts(period=2, num_transforms=50)
     drawn = set(shifts.sample(training=True))
     assert drawn == {(0, 1), (1, 0), (1, 1)}  # every sub-grid of a x2 decimation, never (0, 0)
     x = torch.arange(12.0).reshape(1, 1, 3, 4)
@@ -203,8 +204,16 @@ def test_shifts_are_exact_circular_and_never_the_identity():
     assert shifts.sample(training=False) == shifts.sample(training=False)
 
 
+def test_the_default_group_is_what_the_problem_is_not_equivariant_to():
+    mri = default_transforms(MultiCoilMRI(mask=torch.ones(1, 1, 1, 8, 1, dtype=torch.bool)))
+    assert isinstance(mri, Rotations) and mri.angles == [90.0, 180.0, 270.0]
+    sr = default_transforms(Downsampling(kernel=make_kernel("gaussian", 3), scale=3))
+    assert isinstance(sr, Union) and isinstance(sr.groups[0], Rotations)
+    assert set(sr.groups[1].shifts) == {(r, c) for r in range(3) for c in range(3)} - {(0, 0)}
+
+
 def test_a_union_draws_from_each_group_and_dispatches_to_it():
-    union = Union([Rotations([90]), Shifts(max_shift=1)], num_transforms=40)
+    union = Union([Rotations([90]), Shifts(period=2)], num_transforms=40)
     drawn = union.sample(training=True)
     assert {g for g, _ in drawn} == {0, 1}
     x = torch.randn(1, 2, 6, 6)
@@ -219,8 +228,8 @@ def test_bad_selfsup_settings():
         Rotations(num_transforms=0)
     with pytest.raises(SpadeInputError, match=r"angles=\[360\] is invalid"):
         Rotations(angles=[360])
-    with pytest.raises(SpadeInputError, match="max_shift=0 is invalid"):
-        Shifts(max_shift=0)
+    with pytest.raises(SpadeInputError, match="period=1 is invalid"):
+        Shifts(period=1)
     with pytest.raises(SpadeInputError, match="ei_weight=-1 is invalid"):
         SelfSupervised(ei_weight=-1)
 

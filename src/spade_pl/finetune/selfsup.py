@@ -21,10 +21,11 @@ from torch import Tensor
 from spade_pl.batch import Sample
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
-from spade_pl.finetune.transforms import Rotations, TransformGroup
+from spade_pl.finetune.transforms import Rotations, Shifts, TransformGroup, Union
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
+from spade_pl.physics.sr import Downsampling
 
 
 def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -36,8 +37,17 @@ def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = 
     return (error / energy).mean()
 
 
+def default_transforms(physics: Physics) -> TransformGroup:
+    """The transforms ``physics`` is not equivariant to, which is what EI learns from: exact quarter turns
+    for Cartesian MRI (a column mask is equivariant to shifts); for super-resolution, quarter turns and
+    circular shifts by less than the scale (each puts the image on another decimation sub-grid)."""
+    if isinstance(physics, Downsampling):
+        return Union([Rotations(), Shifts(period=physics.scale)])
+    return Rotations()
+
+
 class SelfSupervised(Objective):
-    """Measurement consistency + EI; ``transform`` is the group (default: exact 90°/180°/270° rotations)."""
+    """Measurement consistency + EI; ``transform`` is the group (``None``: :func:`default_transforms`)."""
 
     uses_ground_truth = False
 
@@ -55,7 +65,7 @@ class SelfSupervised(Objective):
             0 < split_fraction < 1,
             f"finetune.objective.split_fraction={split_fraction} is invalid; allowed: 0 < fraction < 1",
         )
-        self.transform = transform or Rotations()
+        self.transform = transform
         self.ei_weight = float(ei_weight)
         self.split_weight = float(split_weight)
         self.split_fraction = float(split_fraction)
@@ -107,18 +117,19 @@ class SelfSupervised(Objective):
 
         mc = relative_error(measure(x1, operator), y)
         ei = x1.new_zeros(())
-        for g in self.transform.sample(student.training):
+        group = self.transform or default_transforms(physics)
+        for g in group.sample(student.training):
 
             def act(planes: Tensor, g=g) -> Tensor:
-                return self.transform.apply(planes, g)
+                return group.apply(planes, g)
 
             x2 = from_planes(act(to_planes(x1)))
             transformed = operator.transformed(act)
             y2 = measure(x2, transformed)
             x3 = estimate(y2, transformed)
-            valid = self.transform.valid(to_planes(x1), g)
+            valid = group.valid(to_planes(x1), g)
             ei = ei + relative_error(to_planes(x3), to_planes(x2), valid) + relative_error(measure(x3, transformed), y2)
-        ei = ei / self.transform.num_transforms
+        ei = ei / group.num_transforms
         loss = mc + self.ei_weight * ei
         logs = {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}
         if self.split_weight > 0:

@@ -110,17 +110,17 @@ class Rotations(TransformGroup):
 
 
 class Shifts(TransformGroup):
-    """Circular shifts ``(rows, columns)``, each in ``0..max_shift``, never (0, 0).
+    """Circular shifts ``(rows, columns)`` with ``0 <= rows, columns < period``, never (0, 0).
 
     Circular shifts are exact on any shape. An operator that decimates by ``s`` is equivariant to shifts by
-    multiples of ``s`` only, so ``max_shift = s - 1`` already reaches every distinct sub-grid.
+    multiples of ``s`` only, so ``period = s`` reaches every distinct sub-grid and wastes no draw on a shift
+    the operator is equivariant to.
     """
 
-    def __init__(self, max_shift: int = 1, num_transforms: int = 1):
+    def __init__(self, period: int = 2, num_transforms: int = 1):
         super().__init__(num_transforms)
-        require(int(max_shift) >= 1, f"max_shift={max_shift} is invalid; allowed: >= 1")
-        side = int(max_shift) + 1
-        self.shifts: list[Shift] = [(r, c) for r in range(side) for c in range(side) if (r, c) != (0, 0)]
+        require(int(period) >= 2, f"period={period} is invalid; allowed: >= 2")
+        self.shifts: list[Shift] = [(r, c) for r in range(int(period)) for c in range(int(period)) if (r, c) != (0, 0)]
 
     def draw(self, generator: torch.Generator | None) -> Shift:
         return self.shifts[int(torch.randint(0, len(self.shifts), (1,), generator=generator))]
