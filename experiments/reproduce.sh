@@ -5,18 +5,28 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
+# Timings committed before benchmark.memory_format existed ran in the contiguous layout; their commands below
+# say so (benchmark.memory_format=contiguous); the *_auto runs use the default, the layout measured per network.
 # paper E2E-VarNet, 320x320, 16 coils: dense vs pruned timing on this CPU (random weights: the time of a
 # feed-forward network does not depend on them); then with the sensitivity net pruned too
-./run_experiment.sh bench_e2e_varnet_paper stage=benchmark network=e2e_varnet_paper benchmark.size=320 \
-  benchmark.coils=16 prune.ratio=0.5
-./run_experiment.sh bench_e2e_varnet_paper_sens stage=benchmark network=e2e_varnet_paper benchmark.size=320 \
-  benchmark.coils=16 prune.ratio=0.5 prune.include_sensitivity_net=true
-# the main job on the embedded default, one run per fine-tuning strategy (one shared, cached teacher)
-for strategy in distill supervised; do
-  ./run_experiment.sh "main_${strategy}" prune.ratio=0.5 finetune="$strategy"
+paper="stage=benchmark network=e2e_varnet_paper benchmark.size=320 benchmark.coils=16 prune.ratio=0.5"
+./run_experiment.sh bench_e2e_varnet_paper $paper benchmark.memory_format=contiguous
+./run_experiment.sh bench_e2e_varnet_paper_sens $paper prune.include_sensitivity_net=true \
+  benchmark.memory_format=contiguous
+./run_experiment.sh bench_e2e_varnet_paper_auto $paper
+./run_experiment.sh bench_e2e_varnet_paper_sens_auto $paper prune.include_sensitivity_net=true
+# the main job on the embedded default, one run per fine-tuning strategy and two seeds (one shared, cached
+# teacher per seed)
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  for strategy in distill supervised selfsup; do
+    ./run_experiment.sh "main_${strategy}${suffix}" prune.ratio=0.5 finetune="$strategy" seed=$seed
+  done
 done
-./run_experiment.sh main_selfsup prune.ratio=0.5 finetune=selfsup
-./run_experiment.sh main_selfsup_testtime prune.ratio=0.5 finetune=selfsup finetune.data=test   # test-time
+for seed in 42 1; do  # test-time adaptation
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  ./run_experiment.sh "main_selfsup_testtime${suffix}" prune.ratio=0.5 finetune=selfsup finetune.data=test seed=$seed
+done
 # how the fine-tuning recipes were chosen: on the validation split (eval_split=val), same cached teacher
 val() { ./run_experiment.sh "val_$1" eval_split=val prune.ratio=0.5 "${@:2}"; }
 cos="finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:30}"
@@ -37,7 +47,7 @@ val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim fi
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
-  prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
+  prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1 benchmark.memory_format=contiguous
 ./run_experiment.sh main_deq_distill network=deq prune.ratio=0.5 finetune=distill
 # the small DEQ's recipe: 2 pre-training epochs, loss and solver tolerance varied
 recipe="network=deq prune.ratio=0.5 finetune=none pretrain.max_epochs=2 benchmark.repeats=5 benchmark.warmup=1"
@@ -66,14 +76,24 @@ SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh grid_e2e_varnet -m experiment=gr
 # super-resolution (problem=sr, x2 Gaussian, embedded images): strategies on the validation split first, then
 # the main jobs (one cached teacher), then paper-size dense vs pruned timing
 ./run_experiment.sh val_sr_distill eval_split=val problem=sr prune.ratio=0.5 finetune=distill
-./run_experiment.sh val_sr_selfsup eval_split=val problem=sr prune.ratio=0.5 finetune=selfsup
+# the SR self-supervised recipe (the first with rotations only, as MRI: finetune.objective.transform={Rotations})
+rotations="finetune.objective.transform={_target_:spade_pl.finetune.transforms.Rotations}"
+srval() { ./run_experiment.sh "val_sr_$1" eval_split=val problem=sr prune.ratio=0.5 finetune=selfsup "${@:2}"; }
+srcos="finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:10}"
+srval selfsup "$rotations"
+srval selfsup_cos "$rotations" "$srcos"
+srval selfsup_lr3e-4 "$rotations" finetune.optimizer.lr=3e-4
+srval selfsup_ei1 "$rotations" finetune.objective.ei_weight=1
+srval selfsup_rotshift  # rotations and shifts: the default
+srval selfsup_rotshift_ei10 finetune.objective.ei_weight=10
+srval selfsup_rotshift_cos "$srcos"
 for strategy in distill supervised selfsup; do
   ./run_experiment.sh "main_sr_${strategy}" problem=sr prune.ratio=0.5 finetune="$strategy"
 done
 ./run_experiment.sh bench_du_sr_paper stage=benchmark problem=sr network=du_sr_paper benchmark.size=256 \
-  prune.ratio=0.5
+  prune.ratio=0.5 benchmark.memory_format=contiguous
 ./run_experiment.sh bench_deq_sr_paper stage=benchmark problem=sr network=deq_sr_paper benchmark.size=256 \
-  prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1
+  prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1 benchmark.memory_format=contiguous
 # latency-targeted pruning: the smallest ratio measured to reach 1.5x, paper E2E-VarNet, 320x320, 16 coils
 ./run_experiment.sh target_e2e_varnet_paper_1.5x stage=benchmark network=e2e_varnet_paper benchmark.size=320 \
-  benchmark.coils=16 prune.target_speedup=1.5 benchmark.repeats=5 benchmark.warmup=1
+  benchmark.coils=16 prune.target_speedup=1.5 benchmark.repeats=5 benchmark.warmup=1 benchmark.memory_format=contiguous

@@ -174,6 +174,7 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
 def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
     base = teacher_key(make_cfg())
     assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
+    assert teacher_key(make_cfg("problem.ei_weight=1")) == base
     assert teacher_key(make_cfg("network.lr=0.5")) != base
 
 

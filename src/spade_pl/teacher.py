@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # what shapes the dense model (network, data, mask, pre-training recipe, trainer, seed) ...
 SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
 # ... minus what does not: how fast data loads, where a run writes, how pruned copies are tuned
-IGNORED = {"data": ("num_workers",), "trainer": ("default_root_dir",)}
+IGNORED = {"data": ("num_workers",), "trainer": ("default_root_dir",), "problem": ("ei_weight",)}
 IGNORED_NETWORK = ("finetune_lr", "finetune_epochs", "finetune_scheduler")
 
 
