@@ -70,7 +70,8 @@ if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cu
 fi
 # the SPADE grid on the embedded default: ratios 0.25/0.5/0.75 x supervised/distill/selfsup, E2E-VarNet, one
 # sweep (one teacher, its own fresh cache so the wall time includes it): sweep.md, sweep.csv, pareto.png
-SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh grid_e2e_varnet -m experiment=grid
+grid_cache=$(mktemp -d)
+SPADE_PL_CACHE=$grid_cache ./run_experiment.sh grid_e2e_varnet -m experiment=grid
 # DEQ self-supervised recipe on the validation split
 ./run_experiment.sh val_deq_selfsup eval_split=val network=deq prune.ratio=0.5 finetune=selfsup
 # super-resolution (problem=sr, x2 Gaussian, embedded images): strategies on the validation split first, then
@@ -84,9 +85,11 @@ srval selfsup "$rotations"
 srval selfsup_cos "$rotations" "$srcos"
 srval selfsup_lr3e-4 "$rotations" finetune.optimizer.lr=3e-4
 srval selfsup_ei1 "$rotations" finetune.objective.ei_weight=1
-srval selfsup_rotshift  # rotations and shifts: the default
-srval selfsup_rotshift_ei10 finetune.objective.ei_weight=10
-srval selfsup_rotshift_cos "$srcos"
+srval selfsup_rotshift finetune.objective.ei_weight=5  # rotations and shifts: the default group
+srval selfsup_rotshift_ei10  # problem.ei_weight=10: the default
+srval selfsup_rotshift_ei20 finetune.objective.ei_weight=20
+srval selfsup_rotshift_cos finetune.objective.ei_weight=5 "$srcos"
+srval selfsup_rotshift_ei10_cos "$srcos"
 for strategy in distill supervised selfsup; do
   ./run_experiment.sh "main_sr_${strategy}" problem=sr prune.ratio=0.5 finetune="$strategy"
 done
@@ -97,3 +100,7 @@ done
 # latency-targeted pruning: the smallest ratio measured to reach 1.5x, paper E2E-VarNet, 320x320, 16 coils
 ./run_experiment.sh target_e2e_varnet_paper_1.5x stage=benchmark network=e2e_varnet_paper benchmark.size=320 \
   benchmark.coils=16 prune.target_speedup=1.5 benchmark.repeats=5 benchmark.warmup=1 benchmark.memory_format=contiguous
+# where the pruned models lose SSIM (validation split): the grid's dense teacher vs its ratio-0.5 supervised job
+"${PYTHON:-../.venv/bin/python}" ssim_background.py "$(ls "$grid_cache"/teachers/*/dense.ckpt | head -n 1)" \
+  ../logs/experiments/grid_e2e_varnet/3/checkpoints/finetune-supervised/best.ckpt "paths.cache_dir=$grid_cache" \
+  | tee results/ssim_background_grid_supervised/table.md
