@@ -95,6 +95,8 @@ for strategy in distill supervised selfsup; do
 done
 ./run_experiment.sh bench_du_sr_paper stage=benchmark problem=sr network=du_sr_paper benchmark.size=256 \
   prune.ratio=0.5 benchmark.memory_format=contiguous
+./run_experiment.sh bench_du_sr_paper_auto stage=benchmark problem=sr network=du_sr_paper benchmark.size=256 \
+  prune.ratio=0.5
 ./run_experiment.sh bench_deq_sr_paper stage=benchmark problem=sr network=deq_sr_paper benchmark.size=256 \
   prune.ratio=0.5 benchmark.repeats=3 benchmark.warmup=1 benchmark.memory_format=contiguous
 # latency-targeted pruning: the smallest ratio measured to reach 1.5x, paper E2E-VarNet, 320x320, 16 coils
@@ -104,3 +106,6 @@ done
 "${PYTHON:-../.venv/bin/python}" ssim_background.py "$(ls "$grid_cache"/teachers/*/dense.ckpt | head -n 1)" \
   ../logs/experiments/grid_e2e_varnet/3/checkpoints/finetune-supervised/best.ckpt "paths.cache_dir=$grid_cache" \
   | tee results/ssim_background_grid_supervised/table.md
+# the two memory layouts of one fastmri U-Net per width (why benchmark.memory_format=auto measures)
+"${PYTHON:-../.venv/bin/python}" unet_layout_timing.py 128 3 4,6,8,12,16,24,32 | tee results/unet_layout_128/timings.txt
+"${PYTHON:-../.venv/bin/python}" unet_layout_timing.py 320 4 8,9,16,18 | tee results/unet_layout_320/timings.txt
