@@ -23,10 +23,7 @@ for seed in 42 1; do
     ./run_experiment.sh "main_${strategy}${suffix}" prune.ratio=0.5 finetune="$strategy" seed=$seed
   done
 done
-for seed in 42 1; do  # test-time adaptation
-  suffix=$([ $seed = 42 ] || echo "_seed$seed")
-  ./run_experiment.sh "main_selfsup_testtime${suffix}" prune.ratio=0.5 finetune=selfsup finetune.data=test seed=$seed
-done
+./run_experiment.sh main_selfsup_testtime prune.ratio=0.5 finetune=selfsup finetune.data=test   # test-time
 # how the fine-tuning recipes were chosen: on the validation split (eval_split=val), same cached teacher
 val() { ./run_experiment.sh "val_$1" eval_split=val prune.ratio=0.5 "${@:2}"; }
 cos="finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:30}"
