@@ -19,6 +19,7 @@ epochs.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ def rotate(images: Tensor, degrees: float) -> Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-class TransformGroup:
+class TransformGroup(ABC):
     """``num_transforms`` draws per step: new ones every training step, always the same ones in evaluation."""
 
     def __init__(self, num_transforms: int = 1):
@@ -70,12 +71,13 @@ class TransformGroup:
         generator = None if training else torch.Generator().manual_seed(0)
         return [self.draw(generator) for _ in range(self.num_transforms)]
 
+    @abstractmethod
     def draw(self, generator: torch.Generator | None):
-        raise NotImplementedError
+        """One element of the group (drawn with ``generator``; ``None``: the global generator)."""
 
+    @abstractmethod
     def apply(self, planes: Tensor, g) -> Tensor:
         """Transform real image planes ``(B, N, H, W)`` (a physics maps its images to planes and back)."""
-        raise NotImplementedError
 
     def valid(self, planes: Tensor, g) -> Tensor:
         """``(B, 1, H, W)`` weights: 1 where the transformed image holds content of the original, else 0."""
