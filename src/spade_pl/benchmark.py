@@ -171,8 +171,8 @@ def benchmark_pair(
     batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
     physics, y = batch.physics(), batch.y
     nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
+    layouts = {name: set_layout(net, y, physics, settings) for name, net in nets.items()}
     with torch.no_grad():
-        layouts = {name: set_layout(net, y, physics, settings) for name, net in nets.items()}
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
         iterations: dict[str, list[int]] = {name: [] for name in nets}
 
