@@ -41,7 +41,8 @@ def test_pruned_network_gives_the_same_output_on_gpu_as_on_cpu(monkeypatch):
     assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
 
 
-def test_benchmark_times_the_gpu_with_cuda_events():
+@pytest.mark.parametrize("runtime", ["eager", "cuda_graph"])
+def test_benchmark_times_the_gpu_with_cuda_events(runtime):
     from spade_pl.data.transform import MRISample
 
     torch.manual_seed(0)
@@ -52,10 +53,26 @@ def test_benchmark_times_the_gpu_with_cuda_events():
     batch = MRISample(
         y, physics.mask, torch.tensor([4]), torch.zeros(1, 32, 32), torch.empty(0), ["x"], torch.tensor([0])
     )
-    result = benchmark_pair(dense, pruned, batch, BenchmarkSettings(repeats=3, warmup=1, device="cuda"))
-    assert result["device"] == torch.cuda.get_device_name()
+    settings = BenchmarkSettings(repeats=3, warmup=1, device="cuda", runtime=runtime)
+    result = benchmark_pair(dense, pruned, batch, settings)
+    assert result["device"] == torch.cuda.get_device_name() and result["runtime"] == runtime
     assert result["dense"]["forward_ms"] > 0 and result["pruned"]["forward_ms"] > 0
     assert result["pruned"]["macs_forward"] < result["dense"]["macs_forward"]
+    for name in ("dense", "pruned"):  # a replayed graph computes what eager does
+        assert result[name]["runtime"]["relative_difference"] <= 1e-5
+
+
+def test_an_e2e_varnet_forward_at_a_known_centre_never_waits_for_the_gpu():
+    """No device-to-host read inside the forward: what lets it run asynchronously and be a CUDA graph."""
+    net = E2EVarNet(num_cascades=2, chans=8, pools=2, sens_chans=4, sens_pools=2).cuda().eval()
+    y, physics = _on("cuda", *_tiny_problem())
+    with torch.no_grad():
+        net(y, physics)  # first call: cuDNN and allocator set-up
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            net(y, physics)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.parametrize("network", ["e2e_varnet", "deq"])

@@ -1,10 +1,21 @@
-"""The inference path: priors in the measured-fastest memory layout, same outputs, fair to dense and pruned."""
+"""The inference path: priors in the measured-fastest memory layout and the runtime, same outputs as eager."""
+
+import re
+from dataclasses import replace
 
 import pytest
 import torch
 
-from spade_pl.inference import choose_memory_format, relative_difference, set_memory_format
-from spade_pl.models import E2EVarNet, UnrolledHQS
+from spade_pl.errors import SpadeInputError
+from spade_pl.inference import (
+    choose_memory_format,
+    constants_fixed,
+    prepare_runtime,
+    relative_difference,
+    resolve_runtime,
+    set_memory_format,
+)
+from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
 from spade_pl.physics.mri import MultiCoilMRI
 from spade_pl.physics.sr import Downsampling, make_kernel
 
@@ -62,3 +73,43 @@ def test_a_fixed_layout_is_applied_without_timing():
     assert choose_memory_format(network, y, physics, "channels_last", lambda calls: pytest.fail("timed")) == {
         "chosen": "channels_last"
     }
+
+
+def test_auto_runtime_is_eager_on_a_cpu_and_cuda_graph_only_for_unrolled_networks_on_a_gpu():
+    network, _, _ = _mri()
+    deq = DEQ(feats=4, num_blocks=1, max_iter=3)
+    assert resolve_runtime("auto", network, torch.device("cpu")) == "eager"
+    assert resolve_runtime("auto", network, torch.device("cuda")) == "cuda_graph"
+    assert resolve_runtime("auto", deq, torch.device("cuda")) == "eager"  # its solver stops on a host test
+
+
+@pytest.mark.parametrize(
+    ("choice", "device", "message"),
+    [
+        ("tensorrt", "cpu", "runtime='tensorrt' is unknown; allowed: auto, eager, cuda_graph"),
+        ("cuda_graph", "cpu", "runtime=cuda_graph needs a CUDA device, not cpu; allowed here: eager"),
+        ("cuda_graph", "cuda", "runtime=cuda_graph cannot capture DEQ: its solver decides on the host"),
+    ],
+)
+def test_a_runtime_that_cannot_run_is_a_one_line_error(choice, device, message):
+    deq = DEQ(feats=4, num_blocks=1, max_iter=3)
+    with pytest.raises(SpadeInputError, match=re.escape(message)):
+        resolve_runtime(choice, deq, torch.device(device))
+
+
+def test_a_prepared_runtime_must_reproduce_eager_within_the_tolerance():
+    network, y, physics = _mri()
+    with torch.no_grad():
+        call, info = prepare_runtime(lambda: network(y, physics), "eager", torch.device("cpu"))
+        assert torch.equal(call(), network(y, physics)) and info["relative_difference"] == 0
+        assert info["runtime"] == "eager" and info["prepare_s"] >= 0
+        with pytest.raises(SpadeInputError, match=r"runtime=eager changed the output by .* allowed: <= 1e-05"):
+            prepare_runtime(lambda: torch.randn(8), "eager", torch.device("cpu"))  # not the same call twice
+
+
+def test_fixed_acquisition_constants_become_python_ints_and_mixed_ones_are_refused():
+    _, _, physics = _mri()
+    fixed = constants_fixed(replace(physics, num_low_frequencies=torch.tensor([4, 4])))
+    assert fixed.num_low_frequencies == 4 and isinstance(fixed.num_low_frequencies, int)
+    with pytest.raises(SpadeInputError, match=r"num_low_frequencies=\[4, 6\] differs across the batch"):
+        constants_fixed(replace(physics, num_low_frequencies=torch.tensor([4, 6])))

@@ -75,3 +75,17 @@ def test_group_kernel_instance_norm_equals_instance_norm_and_counts_the_same_mac
     assert count_macs(fast, x) == count_macs(plain, x)
     unbatched = torch.randn(4, 8, 8)
     assert torch.allclose(norms[0](unbatched), torch.nn.InstanceNorm2d(4)(unbatched), atol=1e-5)
+
+
+def test_sensitivity_maps_with_a_known_centre_equal_fastmris_sensitivity_model():
+    torch.manual_seed(0)
+    net = E2EVarNet(num_cascades=1, chans=4, pools=2, sens_chans=2, sens_pools=2).eval()
+    y = torch.randn(2, 4, 24, 20, 2)
+    mask = torch.zeros(2, 1, 1, 20, 1, dtype=torch.bool)
+    mask[..., ::3, :] = True
+    mask[..., 8:13, :] = True
+    with torch.no_grad():
+        for low in (5, torch.tensor([5, 5]), 4):  # odd, per-slice tensor, even (another centre offset)
+            ours = net.estimate_maps(y * mask, MultiCoilMRI(mask=mask, num_low_frequencies=low))
+            low_int = int(torch.as_tensor(low).flatten()[0])
+            assert torch.equal(ours, net.varnet.sens_net(y * mask, mask, low_int))

@@ -28,7 +28,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from spade_pl.batch import Sample
 from spade_pl.errors import require, require_int
-from spade_pl.inference import CHOICES, choose_memory_format
+from spade_pl.inference import (
+    CHOICES,
+    RUNTIMES,
+    choose_memory_format,
+    constants_fixed,
+    prepare_runtime,
+    resolve_runtime,
+)
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
@@ -45,6 +52,7 @@ class BenchmarkSettings:
     keep_allocations: bool = True
     slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
     memory_format: str = "auto"  # the priors' layout (spade_pl.inference): auto = the faster, per network
+    runtime: str = "auto"  # eager | compile | cuda_graph (spade_pl.inference); auto = cuda_graph on a GPU
 
     def __post_init__(self) -> None:
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
@@ -52,6 +60,10 @@ class BenchmarkSettings:
         require(
             self.memory_format in CHOICES,
             f"benchmark.memory_format={self.memory_format!r} is unknown; allowed: {', '.join(CHOICES)}",
+        )
+        require(
+            self.runtime in RUNTIMES,
+            f"benchmark.runtime={self.runtime!r} is unknown; allowed: {', '.join(RUNTIMES)}",
         )
         if self.size is not None:
             require_int("benchmark.size", self.size, 8)
@@ -135,14 +147,18 @@ def _interleaved_medians(calls: dict[str, Callable[[], Any]], settings: Benchmar
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def set_layout(network: MBDLNetwork, y: Tensor, physics: Physics, settings: BenchmarkSettings) -> dict[str, Any]:
-    """Put ``network``'s priors in ``settings.memory_format`` (``auto``: the faster of the two, timed on
-    ``y`` with half the repetitions of a benchmark, since it only ranks two candidates); return the choice."""
+def set_layout(
+    network: MBDLNetwork, y: Tensor, physics: Physics, settings: BenchmarkSettings, runtime: str = "eager"
+) -> dict[str, Any]:
+    """Put ``network``'s priors in ``settings.memory_format`` (``auto``: the faster of the two in ``runtime``,
+    timed on ``y`` with half the repetitions of a benchmark, since it only ranks two candidates); return the
+    choice."""
     choosing = replace(settings, repeats=max(3, settings.repeats // 2), warmup=max(1, min(settings.warmup, 2)))
     device = y.device
 
     def time_calls(calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
-        return _interleaved_medians(calls, choosing, device)
+        prepared = {name: prepare_runtime(call, runtime, device)[0] for name, call in calls.items()}
+        return _interleaved_medians(prepared, choosing, device)
 
     with torch.no_grad():
         return choose_memory_format(network, y, physics, settings.memory_format, time_calls)
@@ -163,33 +179,46 @@ def _profile(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any
 def benchmark_pair(
     dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings
 ) -> dict[str, Any]:
-    """Time and count ``dense`` against ``pruned`` on ``batch``; return a JSON-ready dict."""
+    """Time and count ``dense`` against ``pruned`` on ``batch``; return a JSON-ready dict.
+
+    On a GPU, cuDNN picks each convolution's algorithm by timing the candidates for its shape (what a
+    deployment does): its default heuristics were tuned on the usual widths, and pruned ones are unusual."""
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32):
+        return _benchmark_pair(dense, pruned, batch, settings)
+
+
+def _benchmark_pair(
+    dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings
+) -> dict[str, Any]:
     device = settings.torch_device()
     torch.set_num_threads(settings.threads)
     kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
     batch = repeat_first_slice(batch, settings.slices)
     batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
-    physics, y = batch.physics(), batch.y
+    physics, y = constants_fixed(batch.physics()), batch.y  # one acquisition: no device reads in a forward
     nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
-    layouts = {name: set_layout(net, y, physics, settings) for name, net in nets.items()}
+    runtime = resolve_runtime(settings.runtime, nets["dense"], device)
+    layouts = {name: set_layout(net, y, physics, settings, runtime) for name, net in nets.items()}
     with torch.no_grad():
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
+        prepared = {n: prepare_runtime(lambda n=n: nets[n](y, physics), runtime, device) for n in nets}
         iterations: dict[str, list[int]] = {name: [] for name in nets}
 
         def run_forward(name: str) -> None:
-            nets[name](y, physics)
+            prepared[name][0]()
             stats = getattr(nets[name], "solver_stats", None)
             if stats:
                 iterations[name].append(int(stats["iterations"]))
 
         forward = _interleaved_medians({n: (lambda n=n: run_forward(n)) for n in nets}, settings, device)
 
-        def run_priors(name: str) -> None:
+        def run_priors(name: str) -> tuple[Tensor, ...]:
             priors = nets[name].priors()
-            for prior_name, x in profiles[name]["inputs"].items():
-                priors[prior_name](x)
+            return tuple(priors[prior_name](x) for prior_name, x in profiles[name]["inputs"].items())
 
-        prior_time = _interleaved_medians({n: (lambda n=n: run_priors(n)) for n in nets}, settings, device)
+        priors_only = {n: prepare_runtime(lambda n=n: run_priors(n), runtime, device)[0] for n in nets}
+        prior_time = _interleaved_medians(priors_only, settings, device)
     result: dict[str, Any] = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": settings.threads,
@@ -198,6 +227,7 @@ def benchmark_pair(
         "warmup": settings.warmup,
         "input_shape": list(y.shape),
         "slices": settings.slices,
+        "runtime": runtime,
     }
     for name in nets:
         prof = profiles[name]
@@ -210,6 +240,7 @@ def benchmark_pair(
             "macs_forward": prof["macs_forward"],
             "macs_per_prior_call": prof["macs_per_prior_call"],
             "memory_format": layouts[name],
+            "runtime": prepared[name][1],
         }
         if iterations[name]:  # every forward, warm-up included: the iterations the timings paid for
             result[name]["solver_iterations"] = _spread(iterations[name])
@@ -272,9 +303,20 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
         rows.append(
             ("solver iterations per forward", spread(d["solver_iterations"]), spread(p["solver_iterations"]), "")
         )
+    if "runtime" in d:
+
+        def prepared(info: dict[str, Any]) -> str:
+            return (
+                f"{info['runtime']} (prepared in {info['prepare_s']:.1f} s; vs eager {info['relative_difference']:.0e})"
+            )
+
+        rows.append(
+            ("runtime (output vs eager: max relative difference)", prepared(d["runtime"]), prepared(p["runtime"]), "")
+        )
     lines = [
         f"Benchmark on {result['device']} ({result['threads']} threads), input {result['input_shape']}, "
-        f"{result['warmup']} warm-up + {result['repeats']} repetitions, medians, dense and pruned interleaved",
+        f"{result['warmup']} warm-up + {result['repeats']} repetitions, medians, dense and pruned interleaved, "
+        f"runtime {result.get('runtime', 'eager')}",
         "",
         "| | dense | pruned | pruned vs dense |",
         "|---|---:|---:|---:|",

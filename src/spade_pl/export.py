@@ -22,11 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from spade_pl.errors import require
+from spade_pl.inference import TOLERANCE, constants_fixed
 from spade_pl.io_utils import atomic_write, atomic_write_json
 from spade_pl.physics.base import Physics
-
-#: the largest |artifact - checkpoint| allowed on the example and the check input
-TOLERANCE = 1e-5
 
 
 class TensorInputs(nn.Module):
@@ -46,20 +44,6 @@ class TensorInputs(nn.Module):
 
     def forward(self, y: Tensor, *tensors: Tensor) -> Tensor:
         return self.network(y, dataclasses.replace(self.template, **dict(zip(self.fields, tensors, strict=True))))
-
-
-def constants_fixed(physics: Physics) -> Physics:
-    """Integer tensor fields equal across the batch (e.g. ``num_low_frequencies``) as Python ints."""
-    constants = {}
-    for f in dataclasses.fields(physics):
-        value = getattr(physics, f.name)
-        if isinstance(value, Tensor) and not value.is_floating_point() and value.dtype != torch.bool:
-            require(
-                bool((value == value.flatten()[0]).all()),
-                f"physics field {f.name} differs across the example batch; export one acquisition at a time",
-            )
-            constants[f.name] = int(value.flatten()[0])
-    return dataclasses.replace(physics, **constants)
 
 
 def export_network(

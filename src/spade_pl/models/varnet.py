@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fastmri
 import torch
+from fastmri.data.transforms import mask_center
 from fastmri.models import VarNet
 from fastmri.models.varnet import VarNetBlock
 from torch import Tensor, nn
@@ -58,7 +60,16 @@ class E2EVarNet(MBDLNetwork):
         self.varnet = use_group_kernel_instance_norms(varnet)
 
     def estimate_maps(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
-        return self.varnet.sens_net(y, physics.mask, batch_num_low_frequencies(physics))
+        """fastmri's ``SensitivityModel.forward``; with a known centre width, the centre is cut at Python-int
+        bounds. fastmri's own path puts them in a device tensor and reads them back (``int(mask_from)``): a
+        GPU-to-host synchronisation every forward, which also keeps the forward from being a CUDA graph."""
+        sens = self.varnet.sens_net
+        low = batch_num_low_frequencies(physics)
+        if not low or not sens.mask_center:
+            return sens(y, physics.mask, low)
+        pad = (physics.mask.shape[-2] - low + 1) // 2
+        images, batches = sens.chans_to_batch_dim(fastmri.ifft2c(mask_center(y, pad, pad + low)))
+        return sens.divide_root_sum_of_squares(sens.batch_chans_to_chan_dim(sens.norm_unet(images), batches))
 
     def _cascades(self, y: Tensor, physics: MultiCoilMRI) -> tuple[Tensor, NativeOrderSENSE]:
         """The final multi-coil k-space (native order) and the SENSE pair the cascades used."""
