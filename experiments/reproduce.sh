@@ -58,9 +58,16 @@ SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh main_deq_distill_seed1 network=d
 if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
   gpu="stage=benchmark benchmark.size=320 benchmark.coils=16 prune.ratio=0.5 benchmark.device=cuda"
   e2e="$gpu network=e2e_varnet_paper benchmark.repeats=50 benchmark.warmup=10"
-  ./run_experiment.sh gpu_bench_e2e_varnet_paper $e2e
-  ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices $e2e benchmark.slices=8
-  ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices_tf32 $e2e benchmark.slices=8 allow_tf32=true
+  # eager vs CUDA graph (benchmark.runtime=auto on a GPU), sensitivity net dense and pruned
+  ./run_experiment.sh gpu_e2e_paper_eager $e2e benchmark.runtime=eager
+  ./run_experiment.sh gpu_e2e_paper_graph $e2e
+  ./run_experiment.sh gpu_e2e_paper_sens_eager $e2e prune.include_sensitivity_net=true benchmark.runtime=eager
+  ./run_experiment.sh gpu_e2e_paper_sens_graph $e2e prune.include_sensitivity_net=true
+  # an earlier session's eager runs, before benchmark.runtime existed (today: benchmark.runtime=eager)
+  ./run_experiment.sh gpu_bench_e2e_varnet_paper $e2e benchmark.runtime=eager
+  ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices $e2e benchmark.slices=8 benchmark.runtime=eager
+  ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices_tf32 $e2e benchmark.slices=8 allow_tf32=true \
+    benchmark.runtime=eager
   deq="$gpu network=deq_paper benchmark.repeats=10 benchmark.warmup=2"
   ./run_experiment.sh gpu_bench_deq_paper $deq
   ./run_experiment.sh gpu_bench_deq_paper_tf32 $deq allow_tf32=true
