@@ -163,6 +163,13 @@ def test_ratio_that_empties_a_group_is_refused():
         prune_network(net, *_inputs(), PruneSettings(ratio=0.9))
 
 
+def test_a_multiple_that_would_empty_a_group_is_one_line():
+    with pytest.raises(
+        SpadeInputError, match=r"prune.round_to=8 would round the 3 channels cascade0\.\S+ keeps down to 0"
+    ):
+        prune_network(_tiny(), *_inputs(), PruneSettings(ratio=0.5, round_to=8))
+
+
 def test_unknown_prior_name_is_refused():
     with pytest.raises(
         SpadeInputError, match=r"prior name\(s\) \['cascade9'\] do not exist; this network has: cascade0"

@@ -183,23 +183,59 @@ def benchmark_pair(
 
     On a GPU, cuDNN picks each convolution's algorithm by timing the candidates for its shape (what a
     deployment does): its default heuristics were tuned on the usual widths, and pruned ones are unusual."""
-    cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32):
+    with _timing_flags():
         return _benchmark_pair(dense, pruned, batch, settings)
 
 
-def _benchmark_pair(
-    dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings
-) -> dict[str, Any]:
+def _timing_flags() -> Any:
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32)
+
+
+@dataclass
+class _Timed:
+    """Networks on the benchmark's device and input, each in its layout, and the runtime they run in."""
+
+    nets: dict[str, MBDLNetwork]
+    y: Tensor
+    physics: Physics
+    device: torch.device
+    runtime: str
+    layouts: dict[str, dict[str, Any]]
+    malloc_kept: bool
+
+
+def _place(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> _Timed:
     device = settings.torch_device()
     torch.set_num_threads(settings.threads)
     kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
     batch = repeat_first_slice(batch, settings.slices)
     batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
     physics, y = constants_fixed(batch.physics()), batch.y  # one acquisition: no device reads in a forward
-    nets = {"dense": copy.deepcopy(dense).to(device).eval(), "pruned": copy.deepcopy(pruned).to(device).eval()}
-    runtime = resolve_runtime(settings.runtime, nets["dense"], device)
+    nets = {name: copy.deepcopy(net).to(device).eval() for name, net in networks.items()}
+    runtime = resolve_runtime(settings.runtime, next(iter(nets.values())), device)
     layouts = {name: set_layout(net, y, physics, settings, runtime) for name, net in nets.items()}
+    return _Timed(nets, y, physics, device, runtime, layouts, kept)
+
+
+def time_forwards(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> dict[str, float]:
+    """Median seconds per whole forward of each network, timed as :func:`benchmark_pair` times a pair (same
+    input, layouts, runtime; all interleaved): for choices that compare more than two networks."""
+    with _timing_flags():
+        placed = _place(networks, batch, settings)
+        with torch.no_grad():
+            calls = {
+                name: prepare_runtime(lambda net=net: net(placed.y, placed.physics), placed.runtime, placed.device)[0]
+                for name, net in placed.nets.items()
+            }
+            return _interleaved_medians(calls, settings, placed.device)
+
+
+def _benchmark_pair(
+    dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings
+) -> dict[str, Any]:
+    placed = _place({"dense": dense, "pruned": pruned}, batch, settings)
+    nets, y, physics, device, runtime = placed.nets, placed.y, placed.physics, placed.device, placed.runtime
     with torch.no_grad():
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
         prepared = {n: prepare_runtime(lambda n=n: nets[n](y, physics), runtime, device) for n in nets}
@@ -222,7 +258,7 @@ def _benchmark_pair(
     result: dict[str, Any] = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": settings.threads,
-        "malloc_keeps_allocations": kept,
+        "malloc_keeps_allocations": placed.malloc_kept,
         "repeats": settings.repeats,
         "warmup": settings.warmup,
         "input_shape": list(y.shape),
@@ -239,7 +275,7 @@ def _benchmark_pair(
             "prior_params": prof["prior_params"],
             "macs_forward": prof["macs_forward"],
             "macs_per_prior_call": prof["macs_per_prior_call"],
-            "memory_format": layouts[name],
+            "memory_format": placed.layouts[name],
             "runtime": prepared[name][1],
         }
         if iterations[name]:  # every forward, warm-up included: the iterations the timings paid for

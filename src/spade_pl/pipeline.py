@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spade_pl.batch import Sample
-from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, set_layout
+from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, set_layout, time_forwards
 from spade_pl.checkpoints import SafeCheckpointIO, load_network_weights, read_checkpoint
 from spade_pl.config_checks import check_config
 from spade_pl.data.splits import SplitDataModule
@@ -42,6 +43,7 @@ from spade_pl.module import ReconModule
 from spade_pl.pruning.callback import SpadePruning
 from spade_pl.pruning.spade import PruneSettings, PruningResult, conv_widths, prune_network
 from spade_pl.pruning.target import TargetSearch, largest_ratio, smallest_ratio_reaching
+from spade_pl.pruning.widths import CANDIDATES, Candidate, WidthChoice, choose_round_to
 from spade_pl.report import pruning_markdown, split_test_results, write_results
 from spade_pl.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
 from spade_pl.teacher import TeacherCache
@@ -312,24 +314,49 @@ class Run:
             return next(iter(self.datamodule.test_dataloader()))
         return self.datamodule.synthetic_batch(settings.size, settings.coils)
 
-    def choose_ratio(self, dense: MBDLNetwork) -> TargetSearch | None:
-        """``prune.target_speedup``: the ratio measured to reach it on this device, used from here on.
+    def choose_structure(self, dense: MBDLNetwork, extra: dict[str, Any]) -> str:
+        """The measured choices of the pruned structure (``prune.target_speedup``, ``prune.round_to=auto``),
+        into ``self.prune_settings`` and the results (``extra``); returns the report's paragraphs."""
+        device = str(BenchmarkSettings(**self.cfg.benchmark).torch_device())
+        markdown = ""
+        search = self.choose_ratio(dense)
+        if search is not None:
+            extra["target_speedup"] = search.as_dict()
+            markdown += search.markdown(device)
+        widths = self.choose_widths(dense)
+        if widths is not None:
+            extra["round_to"] = widths.as_dict()
+            markdown += widths.markdown(device)
+        return markdown
 
-        A resumed run reuses the ratio its folder chose (timing noise must not change the pruned structure)."""
+    def _measured_once(self, filename: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A measured choice, or, in a resumed run, the one its folder made (timing noise must not change the
+        pruned structure of a run half done)."""
+        chosen = self.output_dir / filename
+        if self.resume.folder is not None and chosen.is_file():
+            return json.loads(chosen.read_text())
+        result = measure()
+        atomic_write_json(chosen, result)
+        return result
+
+    def _pruned_copy(self, dense: MBDLNetwork, batch: Sample, **settings: Any) -> tuple[MBDLNetwork, PruningResult]:
+        pruned = copy.deepcopy(dense)
+        return pruned, prune_network(pruned, batch.y, batch.physics(), replace(self.prune_settings, **settings))
+
+    def choose_ratio(self, dense: MBDLNetwork) -> TargetSearch | None:
+        """``prune.target_speedup``: the ratio measured to reach it on this device, used from here on."""
         target = self.prune_settings.target_speedup
         if target is None:
             return None
-        chosen = self.output_dir / "target_speedup.json"
-        if self.resume.folder is not None and chosen.is_file():
-            search = TargetSearch(**json.loads(chosen.read_text()))
-        else:
-            settings = BenchmarkSettings(**self.cfg.benchmark)
+        settings = BenchmarkSettings(**self.cfg.benchmark)
+
+        def search() -> dict[str, Any]:
             batch = self.benchmark_batch(settings)
 
             def speedup_at(ratio: float) -> float:
-                pruned = copy.deepcopy(dense)
-                prune_network(pruned, batch.y, batch.physics(), replace(self.prune_settings, ratio=ratio))
-                return benchmark_pair(dense, pruned, batch, settings)["speedup_forward"]
+                return benchmark_pair(dense, self._pruned_copy(dense, batch, ratio=ratio)[0], batch, settings)[
+                    "speedup_forward"
+                ]
 
             log.info("[prune] choosing the ratio that reaches %.2fx on this device, by measurement", target)
             widths = [
@@ -337,10 +364,41 @@ class Run:
                 for name in self.prune_settings.prior_names(dense)
                 for width in conv_widths(dense.priors()[name], dense.prior_output_layers()[name])
             ]
-            search = smallest_ratio_reaching(target, speedup_at, largest_ratio(widths))
-            atomic_write_json(chosen, search.as_dict())
-        self.prune_settings = replace(self.prune_settings, ratio=search.ratio)
-        return search
+            return smallest_ratio_reaching(target, speedup_at, largest_ratio(widths)).as_dict()
+
+        chosen = TargetSearch(**self._measured_once("target_speedup.json", search))
+        self.prune_settings = replace(self.prune_settings, ratio=chosen.ratio)
+        return chosen
+
+    def choose_widths(self, dense: MBDLNetwork) -> WidthChoice | None:
+        """``prune.round_to=auto``: the multiple measured fastest on this device, used from here on."""
+        if self.prune_settings.round_to != "auto" or not self.prune_settings.prunes:
+            return None
+        settings = BenchmarkSettings(**self.cfg.benchmark)
+
+        def measure() -> dict[str, Any]:
+            batch = self.benchmark_batch(settings)
+            networks, candidates = {}, []
+            for multiple in CANDIDATES:
+                try:
+                    pruned, result = self._pruned_copy(dense, batch, round_to=multiple if multiple > 1 else None)
+                except SpadeInputError as err:  # it would empty a group: too coarse for these widths
+                    log.info("[prune] round_to=%d skipped: %s", multiple, err)
+                    continue
+                networks[multiple] = pruned
+                widths = {name: rep.widths_after for name, rep in result.reports.items()}
+                macs = sum(rep.macs_after for rep in result.reports.values())
+                candidates.append(Candidate(multiple, widths, macs))
+            log.info("[prune] choosing round_to among %s on this device, by measurement", list(networks))
+
+            def time_all(multiples: list[int]) -> dict[int, float]:
+                return time_forwards({m: networks[m] for m in multiples}, batch, settings)
+
+            return choose_round_to(candidates, time_all).as_dict()
+
+        chosen = WidthChoice.from_dict(self._measured_once("round_to.json", measure))
+        self.prune_settings = replace(self.prune_settings, round_to=chosen.round_to if chosen.round_to > 1 else None)
+        return chosen
 
     def export(self, network: MBDLNetwork) -> dict[str, Any]:
         """Trace on the first test slice, check on the second (same acquisition), write ``export/``."""
@@ -401,7 +459,7 @@ def run_spade(r: Run) -> dict[str, Any]:
     dense = r.dense_network(dense_path)
     tested = {"dense": r.test("dense", dense)}
     extra: dict[str, Any] = {"dense_checkpoint": str(dense_path)}
-    markdown = target_markdown(r, r.choose_ratio(dense), extra)
+    markdown = r.choose_structure(dense, extra)
     extra["prune"] = r.prune_settings.as_dict()
     if r.prune_settings.prunes:
         pruned, pruning, pruned_path = r.prune_one_shot(dense)
@@ -424,14 +482,6 @@ def run_spade(r: Run) -> dict[str, Any]:
             extra["benchmark"] = bench
             markdown += "\n" + benchmark_markdown(bench)
     return r.report(tested, extra, markdown)
-
-
-def target_markdown(r: Run, search: TargetSearch | None, extra: dict[str, Any]) -> str:
-    """The latency-target search, into the results (``extra``) and as the report's paragraph."""
-    if search is None:
-        return ""
-    extra["target_speedup"] = search.as_dict()
-    return search.markdown(str(BenchmarkSettings(**r.cfg.benchmark).torch_device()))
 
 
 def pruning_summary(result: PruningResult) -> dict[str, Any]:
@@ -470,7 +520,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     )
     dense = r.dense_network(Path(cfg.ckpt_path)) if cfg.ckpt_path else r.new_network()
     extra: dict[str, Any] = {}
-    markdown = target_markdown(r, r.choose_ratio(dense), extra)
+    markdown = r.choose_structure(dense, extra)
     if cfg.stage == "prune":
         pruned, pruning, path = r.prune_one_shot(dense)
         markdown += "\n" + pruning_markdown(pruning.reports)

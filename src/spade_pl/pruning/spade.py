@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.pruning.widths import kept_channels
 
 IMPORTANCES = ("l1", "l2", "random")
 SENSITIVITY_PRIOR = "sens"
@@ -37,7 +38,7 @@ class PruneSettings:
     ratio: float = 0.5
     importance: str = "l1"
     global_pruning: bool = False
-    round_to: int | None = None
+    round_to: int | str | None = None  # None, a multiple, or "auto" (measured: spade_pl.pruning.widths)
     iterative_steps: int = 1
     priors: list[str] | None = None  # None: every prior of the network (see include_sensitivity_net)
     include_sensitivity_net: bool = False
@@ -65,8 +66,15 @@ class PruneSettings:
             f"prune.target_speedup={self.target_speedup} is invalid; allowed: null or a speed-up > 1 (e.g. 2.0)",
         )
         require(
-            self.round_to is None or int(self.round_to) >= 1,
-            f"prune.round_to={self.round_to} is invalid; allowed: null or an integer >= 1",
+            self.round_to is None
+            or self.round_to == "auto"
+            or (isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1),
+            f"prune.round_to={self.round_to} is invalid; allowed: null, an integer >= 1, or auto",
+        )
+        require(
+            self.round_to != "auto" or self.target_speedup is None,
+            "prune.round_to=auto and prune.target_speedup are two measured choices of one structure; allowed: "
+            "one of them at a time",
         )
 
     @classmethod
@@ -173,15 +181,22 @@ def capture_prior_inputs(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI,
     return captured
 
 
-def _check_channels_survive(name: str, prior: nn.Module, ratio: float, output_layers: list[nn.Module]) -> None:
+def _check_channels_survive(
+    name: str, prior: nn.Module, settings: PruneSettings, output_layers: list[nn.Module]
+) -> None:
     skip = {id(m) for m in output_layers}
+    ratio, round_to = settings.ratio, settings.round_to
     for layer_name, layer in prior.named_modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) and id(layer) not in skip:
-            kept = math.floor(layer.out_channels * (1 - ratio))
-            if kept < 1:
+            if math.floor(layer.out_channels * (1 - ratio)) < 1:
                 raise SpadeInputError(
                     f"prune.ratio={ratio} would leave 0 of {layer.out_channels} channels in {name}.{layer_name}; "
                     f"allowed here: ratio < {1 - 1 / layer.out_channels:.4g}"
+                )
+            if kept_channels(layer.out_channels, ratio, round_to) < 1:
+                raise SpadeInputError(
+                    f"prune.round_to={round_to} would round the {math.floor(layer.out_channels * (1 - ratio))} "
+                    f"channels {name}.{layer_name} keeps down to 0; allowed here: a multiple up to that count"
                 )
 
 
@@ -194,8 +209,9 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
         return result
     inputs = capture_prior_inputs(network, y, physics, names)
     priors, output_layers = network.priors(), network.prior_output_layers()
+    require(settings.round_to != "auto", "prune.round_to=auto must be resolved (by measurement) before pruning")
     for name in names:
-        _check_channels_survive(name, priors[name], settings.ratio, output_layers[name])
+        _check_channels_survive(name, priors[name], settings, output_layers[name])
     for name in names:
         prior, example, fixed = priors[name], inputs[name], output_layers[name]
         before = (conv_widths(prior, fixed), count_params(prior), count_macs(prior, example) * len(example))
