@@ -63,6 +63,9 @@ if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cu
   ./run_experiment.sh gpu_e2e_paper_graph $e2e
   ./run_experiment.sh gpu_e2e_paper_sens_eager $e2e prune.include_sensitivity_net=true benchmark.runtime=eager
   ./run_experiment.sh gpu_e2e_paper_sens_graph $e2e prune.include_sensitivity_net=true
+  # hardware-aware widths on the GPU (prune.round_to=auto)
+  ./run_experiment.sh gpu_e2e_paper_round_auto $e2e prune.round_to=auto
+  ./run_experiment.sh gpu_e2e_paper_sens_round_auto $e2e prune.round_to=auto prune.include_sensitivity_net=true
   # an earlier session's eager runs, before benchmark.runtime existed (today: benchmark.runtime=eager)
   ./run_experiment.sh gpu_bench_e2e_varnet_paper $e2e benchmark.runtime=eager
   ./run_experiment.sh gpu_bench_e2e_varnet_paper_8slices $e2e benchmark.slices=8 benchmark.runtime=eager
