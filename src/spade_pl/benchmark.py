@@ -52,7 +52,7 @@ class BenchmarkSettings:
     keep_allocations: bool = True
     slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
     memory_format: str = "auto"  # the priors' layout (spade_pl.inference): auto = the faster, per network
-    runtime: str = "auto"  # eager | compile | cuda_graph (spade_pl.inference); auto = cuda_graph on a GPU
+    runtime: str = "auto"  # eager | cuda_graph (spade_pl.inference); auto = cuda_graph on a GPU (unrolled nets)
 
     def __post_init__(self) -> None:
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
@@ -293,7 +293,7 @@ def _spread(values: list[int]) -> dict[str, float]:
 
 def benchmark_markdown(result: dict[str, Any]) -> str:
     d, p = result["dense"], result["pruned"]
-    slices = result.get("slices", 1)
+    slices, threads = result.get("slices", 1), result["threads"]
     rows = [
         (
             f"whole forward ({slices} slice{'s' * (slices > 1)}), median ms",
@@ -342,15 +342,16 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     if "runtime" in d:
 
         def prepared(info: dict[str, Any]) -> str:
-            return (
-                f"{info['runtime']} (prepared in {info['prepare_s']:.1f} s; vs eager {info['relative_difference']:.0e})"
-            )
+            if "prepare_s" not in info:  # eager: the reference itself
+                return info["runtime"]
+            return f"{info['runtime']} (prepared in {info['prepare_s']:.1f} s; {info['relative_difference']:.0e})"
 
         rows.append(
             ("runtime (output vs eager: max relative difference)", prepared(d["runtime"]), prepared(p["runtime"]), "")
         )
     lines = [
-        f"Benchmark on {result['device']} ({result['threads']} threads), input {result['input_shape']}, "
+        f"Benchmark on {result['device']}{f' ({threads} threads)' if result['device'] == 'cpu' else ''}, "
+        f"input {result['input_shape']}, "
         f"{result['warmup']} warm-up + {result['repeats']} repetitions, medians, dense and pruned interleaved, "
         f"runtime {result.get('runtime', 'eager')}",
         "",

@@ -148,10 +148,12 @@ def prepare_runtime(
     """``forward`` (a call on fixed inputs, under ``torch.no_grad``) in ``runtime`` (resolved, see
     :func:`resolve_runtime`), prepared (captured). Returns the call and what to report: the runtime, the
     seconds its preparation took (never inside a timing) and the relative difference of its output from
-    eager's, which must be within ``TOLERANCE``."""
+    eager's, which must be within ``TOLERANCE``. Eager is the reference itself: returned as it is."""
+    if runtime == "eager":
+        return forward, {"runtime": runtime}
     reference = _flat(forward())
     start = time.perf_counter()
-    call = capture_cuda_graph(forward, device) if runtime == "cuda_graph" else forward
+    call = capture_cuda_graph(forward, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
