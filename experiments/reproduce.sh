@@ -41,6 +41,12 @@ val distill_l1_30ep_cos finetune=distill finetune.max_epochs=30 "$cos"
 val distill_ssim finetune=distill finetune.objective.loss=ssim
 val distill_l1_ssim finetune=distill finetune.objective.loss=l1_ssim
 val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim finetune.max_epochs=30 "$cos"
+# the same questions on the current code, its own teacher (fresh cache: the first run trains it)
+(export SPADE_PL_CACHE=$(mktemp -d)
+ val supervised_10ep finetune=supervised
+ val supervised_30ep_cos finetune=supervised finetune.max_epochs=30 "$cos"
+ val distill_10ep finetune=distill
+ val distill_30ep_cos finetune=distill finetune.max_epochs=30 "$cos")
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
