@@ -46,7 +46,9 @@ val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim fi
  val supervised_10ep finetune=supervised
  val supervised_30ep_cos finetune=supervised finetune.max_epochs=30 "$cos"
  val distill_10ep finetune=distill
- val distill_30ep_cos finetune=distill finetune.max_epochs=30 "$cos")
+ val distill_30ep_cos finetune=distill finetune.max_epochs=30 "$cos"
+ val c16_distill network.model.chans=16 finetune=distill  # a wider default: its own teacher
+ val c16_supervised network.model.chans=16 finetune=supervised)
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
