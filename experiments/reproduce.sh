@@ -15,6 +15,11 @@ paper="stage=benchmark network=e2e_varnet_paper benchmark.size=320 benchmark.coi
   benchmark.memory_format=contiguous
 ./run_experiment.sh bench_e2e_varnet_paper_auto $paper
 ./run_experiment.sh bench_e2e_varnet_paper_sens_auto $paper prune.include_sensitivity_net=true
+# hardware-aware widths: the multiple measured fastest (prune.round_to=auto); the first one twice
+./run_experiment.sh bench_e2e_varnet_paper_round_auto $paper prune.round_to=auto
+./run_experiment.sh bench_e2e_varnet_paper_round_auto_run2 $paper prune.round_to=auto
+./run_experiment.sh bench_e2e_varnet_paper_sens_round_auto $paper prune.round_to=auto prune.include_sensitivity_net=true
+./run_experiment.sh default_bench_round_auto stage=benchmark prune.ratio=0.5 prune.round_to=auto
 # the main job on the embedded default, one run per fine-tuning strategy and two seeds (one shared, cached
 # teacher per seed)
 for seed in 42 1; do
