@@ -57,6 +57,19 @@ def test_benchmark_reports_per_slice_times_and_the_solver_iterations_of_every_ti
     assert "| runtime (output vs eager: max relative difference) | eager | eager |" in text
 
 
+def test_the_benchmark_leaves_the_process_thread_count_as_it_found_it():
+    """A sweep's joblib worker runs the next job in the same process: it must compute as before."""
+    batch = _batch()
+    dense = DEQ(feats=4, num_blocks=1, max_iter=3).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark_pair(dense, copy.deepcopy(dense), batch, BenchmarkSettings(repeats=1, warmup=0, threads=2))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("field", ["slices", "repeats", "threads"])
 def test_bad_benchmark_settings_are_one_line_errors(field):
     with pytest.raises(SpadeInputError, match=f"benchmark.{field}=0 is invalid"):

@@ -13,12 +13,13 @@ memory (what jemalloc/tcmalloc deployments do); it applies to the whole process,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -183,13 +184,21 @@ def benchmark_pair(
 
     On a GPU, cuDNN picks each convolution's algorithm by timing the candidates for its shape (what a
     deployment does): its default heuristics were tuned on the usual widths, and pruned ones are unusual."""
-    with _timing_flags():
+    with _timing_flags(settings):
         return _benchmark_pair(dense, pruned, batch, settings)
 
 
-def _timing_flags() -> Any:
-    cudnn = torch.backends.cudnn
-    return cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32)
+@contextlib.contextmanager
+def _timing_flags(settings: BenchmarkSettings) -> Iterator[None]:
+    """``settings.threads`` and cuDNN's per-shape algorithm choice while timing; both restored afterwards, so
+    that a process that goes on (a sweep's joblib worker runs the next job in it) computes as before."""
+    cudnn, threads = torch.backends.cudnn, torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -207,7 +216,6 @@ class _Timed:
 
 def _place(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> _Timed:
     device = settings.torch_device()
-    torch.set_num_threads(settings.threads)
     kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
     batch = repeat_first_slice(batch, settings.slices)
     batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
@@ -221,7 +229,7 @@ def _place(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkS
 def time_forwards(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> dict[str, float]:
     """Median seconds per whole forward of each network, timed as :func:`benchmark_pair` times a pair (same
     input, layouts, runtime; all interleaved): for choices that compare more than two networks."""
-    with _timing_flags():
+    with _timing_flags(settings):
         placed = _place(networks, batch, settings)
         with torch.no_grad():
             calls = {
