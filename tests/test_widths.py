@@ -73,3 +73,8 @@ def test_the_benchmark_stage_measures_the_multiples_and_prunes_with_the_chosen_o
     chosen = next(c for c in choice["candidates"] if c["round_to"] == choice["round_to"])
     assert all(w % choice["round_to"] == 0 for w in chosen["widths"]["cascade0"][:-1])  # [-1]: the output layer's 2
     assert "Hardware-aware widths on cpu: prune.round_to=" in (tmp_path / "run" / "benchmark.md").read_text()
+
+
+def test_round_to_auto_is_refused_under_ddp(make_cfg):
+    with pytest.raises(SpadeInputError, match=r"prune.round_to=auto needs one process \(trainer.devices=2\)"):
+        run(make_cfg("stage=benchmark", "prune.round_to=auto", "trainer.devices=2"))

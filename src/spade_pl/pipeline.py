@@ -101,10 +101,16 @@ class Run:
         self.datamodule.prepare_data()
         self.datamodule.setup()  # every split's files are checked now, before any training
         self.prune_settings = PruneSettings.from_config(cfg.prune)
+        one_process = cfg.trainer.devices in (1, "auto", None)  # every rank would time, and may choose, its own
         require(
-            self.prune_settings.target_speedup is None or cfg.trainer.devices in (1, "auto", None),
+            self.prune_settings.target_speedup is None or one_process,
             f"prune.target_speedup needs one process (trainer.devices={cfg.trainer.devices}): choose the ratio with "
             f"stage=benchmark prune.target_speedup=..., then pass prune.ratio=...",
+        )
+        require(
+            self.prune_settings.round_to != "auto" or one_process,
+            f"prune.round_to=auto needs one process (trainer.devices={cfg.trainer.devices}): choose the multiple "
+            f"with stage=benchmark prune.round_to=auto, then pass prune.round_to=...",
         )
         self.resume = ResumeSource(cfg.resume_from, self.training_stamps())
         self.tracking = Tracking(cfg, self.output_dir, build)
