@@ -67,6 +67,13 @@ recipe="network=deq prune.ratio=0.5 finetune=none pretrain.max_epochs=2 benchmar
 ./run_experiment.sh deq_recipe_l1_tol1e-3 $recipe
 SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh main_deq_distill_seed1 network=deq prune.ratio=0.5 \
   finetune=distill seed=1  # a second seed, its own fresh cache (the wall time includes the teacher)
+# DEQ self-supervised: epochs chosen on validation (fresh cache, the first run trains the teacher), then test
+(export SPADE_PL_CACHE=$(mktemp -d)
+ deqss="network=deq prune.ratio=0.5 finetune=selfsup"
+ ./run_experiment.sh val_deq_selfsup_2ep eval_split=val $deqss finetune.max_epochs=2
+ ./run_experiment.sh main_deq_selfsup_2ep $deqss finetune.max_epochs=2
+ ./run_experiment.sh val_deq_selfsup_5ep eval_split=val $deqss finetune.max_epochs=5
+ ./run_experiment.sh main_deq_selfsup_5ep $deqss finetune.max_epochs=5)
 # GPU only (where one is visible; PYTHON= the GPU machine's python): the same timings with CUDA events
 if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
   gpu="stage=benchmark benchmark.size=320 benchmark.coils=16 prune.ratio=0.5 benchmark.device=cuda"
