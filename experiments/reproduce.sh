@@ -74,6 +74,8 @@ SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh main_deq_distill_seed1 network=d
  ./run_experiment.sh main_deq_selfsup_2ep $deqss finetune.max_epochs=2
  ./run_experiment.sh val_deq_selfsup_5ep eval_split=val $deqss finetune.max_epochs=5
  ./run_experiment.sh main_deq_selfsup_5ep $deqss finetune.max_epochs=5)
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh main_deq_selfsup_5ep_seed1 network=deq prune.ratio=0.5 \
+  finetune=selfsup finetune.max_epochs=5 seed=1  # a second seed, its own teacher (wall time includes it)
 # GPU only (where one is visible; PYTHON= the GPU machine's python): the same timings with CUDA events
 if "${PYTHON:-../.venv/bin/python}" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
   gpu="stage=benchmark benchmark.size=320 benchmark.coils=16 prune.ratio=0.5 benchmark.device=cuda"
