@@ -138,3 +138,6 @@ done
 # the two memory layouts of one fastmri U-Net per width (why benchmark.memory_format=auto measures)
 "${PYTHON:-../.venv/bin/python}" unet_layout_timing.py 128 3 4,6,8,12,16,24,32 | tee results/unet_layout_128/timings.txt
 "${PYTHON:-../.venv/bin/python}" unet_layout_timing.py 320 4 8,9,16,18 | tee results/unet_layout_320/timings.txt
+# eager vs torch.compile on the default network (why benchmark.runtime has no compile)
+mkdir -p results/compile_timing
+"${PYTHON:-../.venv/bin/python}" compile_timing.py | tee results/compile_timing/timings.txt

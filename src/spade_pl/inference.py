@@ -14,9 +14,10 @@ Runtime. A one-slice forward on a GPU is launch-bound: E2E-VarNet issues hundred
 pruned network's kernels shrink while their launch cost does not (H200, eager: 1.29x for a 2.11x MAC bound).
 ``cuda_graph`` records the whole forward once and replays it as one launch, so time follows the kernels'
 work. It is prepared before any timing (the capture time is reported on its own) and its output checked
-against eager's. ``torch.compile`` (inductor) was measured here and left out: on this project's 2-core CPUs
-it ran the default E2E-VarNet no faster than eager (1.04-1.08x dense vs pruned either way) and moved the
-output by up to 2e-4 relative, 20x the tolerance an export meets. A CUDA graph replays fixed
+against eager's. ``torch.compile`` (inductor) was measured here and left out
+(``experiments/compile_timing.py``): on this project's 2-core CPUs it ran the default E2E-VarNet no faster
+than eager, the pruned one slower, and moved the output by 2e-5 relative, over the tolerance an export
+meets. A CUDA graph replays fixed
 input buffers, fixed shapes and a fixed number of iterations, so it applies to unrolled networks at a fixed
 acquisition: a DEQ's solver reads its residual on the host every iteration and is refused.
 """
