@@ -226,16 +226,21 @@ def _place(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkS
     return _Timed(nets, y, physics, device, runtime, layouts, kept)
 
 
+def _prepared_forwards(placed: _Timed) -> dict[str, tuple[Callable[[], Any], dict[str, Any]]]:
+    """Each placed network's whole forward in the runtime, with what its preparation reports (under no_grad)."""
+    return {
+        name: prepare_runtime(lambda net=net: net(placed.y, placed.physics), placed.runtime, placed.device)
+        for name, net in placed.nets.items()
+    }
+
+
 def time_forwards(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> dict[str, float]:
     """Median seconds per whole forward of each network, timed as :func:`benchmark_pair` times a pair (same
     input, layouts, runtime; all interleaved): for choices that compare more than two networks."""
     with _timing_flags(settings):
         placed = _place(networks, batch, settings)
         with torch.no_grad():
-            calls = {
-                name: prepare_runtime(lambda net=net: net(placed.y, placed.physics), placed.runtime, placed.device)[0]
-                for name, net in placed.nets.items()
-            }
+            calls = {name: call for name, (call, _) in _prepared_forwards(placed).items()}
             return _interleaved_medians(calls, settings, placed.device)
 
 
@@ -246,7 +251,7 @@ def _benchmark_pair(
     nets, y, physics, device, runtime = placed.nets, placed.y, placed.physics, placed.device, placed.runtime
     with torch.no_grad():
         profiles = {name: _profile(net, y, physics) for name, net in nets.items()}
-        prepared = {n: prepare_runtime(lambda n=n: nets[n](y, physics), runtime, device) for n in nets}
+        prepared = _prepared_forwards(placed)
         iterations: dict[str, list[int]] = {name: [] for name in nets}
 
         def run_forward(name: str) -> None:

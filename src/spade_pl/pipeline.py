@@ -323,13 +323,14 @@ class Run:
     def choose_structure(self, dense: MBDLNetwork, extra: dict[str, Any]) -> str:
         """The measured choices of the pruned structure (``prune.target_speedup``, ``prune.round_to=auto``),
         into ``self.prune_settings`` and the results (``extra``); returns the report's paragraphs."""
-        device = str(BenchmarkSettings(**self.cfg.benchmark).torch_device())
+        settings = BenchmarkSettings(**self.cfg.benchmark)
+        device = str(settings.torch_device())
         markdown = ""
-        search = self.choose_ratio(dense)
+        search = self.choose_ratio(dense, settings)
         if search is not None:
             extra["target_speedup"] = search.as_dict()
             markdown += search.markdown(device)
-        widths = self.choose_widths(dense)
+        widths = self.choose_widths(dense, settings)
         if widths is not None:
             extra["round_to"] = widths.as_dict()
             markdown += widths.markdown(device)
@@ -349,12 +350,11 @@ class Run:
         pruned = copy.deepcopy(dense)
         return pruned, prune_network(pruned, batch.y, batch.physics(), replace(self.prune_settings, **settings))
 
-    def choose_ratio(self, dense: MBDLNetwork) -> TargetSearch | None:
+    def choose_ratio(self, dense: MBDLNetwork, settings: BenchmarkSettings) -> TargetSearch | None:
         """``prune.target_speedup``: the ratio measured to reach it on this device, used from here on."""
         target = self.prune_settings.target_speedup
         if target is None:
             return None
-        settings = BenchmarkSettings(**self.cfg.benchmark)
 
         def search() -> dict[str, Any]:
             batch = self.benchmark_batch(settings)
@@ -376,11 +376,10 @@ class Run:
         self.prune_settings = replace(self.prune_settings, ratio=chosen.ratio)
         return chosen
 
-    def choose_widths(self, dense: MBDLNetwork) -> WidthChoice | None:
+    def choose_widths(self, dense: MBDLNetwork, settings: BenchmarkSettings) -> WidthChoice | None:
         """``prune.round_to=auto``: the multiple measured fastest on this device, used from here on."""
         if self.prune_settings.round_to != "auto" or not self.prune_settings.prunes:
             return None
-        settings = BenchmarkSettings(**self.cfg.benchmark)
 
         def measure() -> dict[str, Any]:
             batch = self.benchmark_batch(settings)
