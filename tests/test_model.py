@@ -52,6 +52,10 @@ def test_cascade_step_equals_fastmri_varnet_block():
         with torch.no_grad():
             native = cascade_step(block, sense.to_native(k), sense.to_native(y), sense)
             assert torch.allclose(sense.to_centred(native), block(k, y, mask, maps), atol=1e-5)
+        ours = cascade_step(block, sense.to_native(k), sense.to_native(y), sense).square().sum()
+        (grad_ours,) = torch.autograd.grad(ours, block.dc_weight)
+        (grad_fastmri,) = torch.autograd.grad(block(k, y, mask, maps).square().sum(), block.dc_weight)
+        assert torch.allclose(grad_ours, grad_fastmri, rtol=1e-4)  # the learned DC weight trains the same
 
 
 def test_group_kernel_instance_norm_equals_instance_norm_and_counts_the_same_macs():
@@ -75,6 +79,30 @@ def test_group_kernel_instance_norm_equals_instance_norm_and_counts_the_same_mac
     assert count_macs(fast, x) == count_macs(plain, x)
     unbatched = torch.randn(4, 8, 8)
     assert torch.allclose(norms[0](unbatched), torch.nn.InstanceNorm2d(4)(unbatched), atol=1e-5)
+
+
+def test_channels_last_instance_norm_keeps_the_layout_and_the_values_whichever_kernel_is_measured_faster():
+    from spade_pl.models import norms
+
+    torch.manual_seed(0)
+    norm = norms.GroupKernelInstanceNorm2d(5)
+    x = (torch.randn(2, 5, 12, 12) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    expected = torch.nn.InstanceNorm2d(5)(x.contiguous())
+    key = (tuple(x.shape), x.dtype, torch.get_num_threads())
+    norms._VIA_CONTIGUOUS.pop(key, None)
+    with torch.no_grad():
+        first = norm(x)  # times both kernels, remembers the faster
+        assert key in norms._VIA_CONTIGUOUS
+        for via_contiguous in (False, True):  # either choice: same values, channels-last out
+            norms._VIA_CONTIGUOUS[key] = via_contiguous
+            out = norm(x)
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(first, expected, atol=1e-5)
+    other = x[:1].clone(memory_format=torch.channels_last)  # a shape not seen yet: traced, never timed
+    with torch.no_grad():
+        torch.jit.trace(norm, other, check_trace=False)
+    assert (tuple(other.shape), other.dtype, torch.get_num_threads()) not in norms._VIA_CONTIGUOUS
 
 
 def test_sensitivity_maps_with_a_known_centre_equal_fastmris_sensitivity_model():
