@@ -82,10 +82,31 @@ def test_distill_matches_teacher_and_only_the_student_gets_gradients():
     assert all(p.grad is None for p in teacher.parameters())
 
 
+def test_cascade_distillation_adds_the_earlier_cascades_images_and_needs_cascades():
+    batch = _batch()
+    teacher, student = _tiny_varnet(0).eval().requires_grad_(False), _tiny_varnet(1).eval()
+    with torch.no_grad():
+        images = student.cascade_images(batch.y, batch.physics())
+        assert len(images) == 2 and torch.equal(images[-1], student(batch.y, batch.physics()))
+        plain, plain_logs = Distill("l1")(batch, student, teacher)
+        loss, logs = Distill("l1", cascade_weight=0.5)(batch, student, teacher)
+    assert torch.equal(logs["distill"], plain_logs["distill"]) and "distill_cascades" not in plain_logs
+    assert torch.allclose(loss, plain + 0.5 * logs["distill_cascades"]) and logs["distill_cascades"] > 0
+    assert Distill("l1", cascade_weight=0.5)(batch, _tiny_varnet(0).eval(), teacher)[0].item() < 1e-6
+    with pytest.raises(SpadeInputError, match="cascade_weight=0.5 needs a network with cascades"):
+        Distill("l1", cascade_weight=0.5)(batch, ZeroFilledSense(), ZeroFilledSense())
+    with pytest.raises(SpadeInputError, match="cascade_weight=-1"):
+        Distill("l1", cascade_weight=-1)
+
+
 def test_distill_and_selfsup_never_read_the_ground_truth():
     poisoned = _batch(target=torch.full((1, 32, 32), float("nan")))
     student, teacher = _tiny_varnet(1), _tiny_varnet(0).eval().requires_grad_(False)
-    for objective, t in ((Distill("l1"), teacher), (SelfSupervised(), None)):
+    for objective, t in (
+        (Distill("l1"), teacher),
+        (Distill("l1", cascade_weight=1.0), teacher),
+        (SelfSupervised(), None),
+    ):
         assert not objective.uses_ground_truth
         loss, _ = objective(poisoned, student, t)
         assert torch.isfinite(loss)

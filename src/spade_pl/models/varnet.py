@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+
 import fastmri
 import torch
 from fastmri.data.transforms import mask_center
@@ -71,14 +74,23 @@ class E2EVarNet(MBDLNetwork):
         images, batches = sens.chans_to_batch_dim(fastmri.ifft2c(mask_center(y, pad, pad + low)))
         return sens.divide_root_sum_of_squares(sens.batch_chans_to_chan_dim(sens.norm_unet(images), batches))
 
-    def _cascades(self, y: Tensor, physics: MultiCoilMRI) -> tuple[Tensor, NativeOrderSENSE]:
-        """The final multi-coil k-space (native order) and the SENSE pair the cascades used."""
+    def _each_cascade(self, y: Tensor, physics: MultiCoilMRI) -> Iterator[tuple[Tensor, NativeOrderSENSE]]:
+        """Each cascade's multi-coil k-space (native order), with the SENSE pair the cascades use."""
         sense = NativeOrderSENSE(physics.mask, self.estimate_maps(y, physics))
         y_native = sense.to_native(y)
         kspace = y_native
         for cascade in self.varnet.cascades:
             kspace = cascade_step(cascade, kspace, y_native, sense)
-        return kspace, sense
+            yield kspace, sense
+
+    def _cascades(self, y: Tensor, physics: MultiCoilMRI) -> tuple[Tensor, NativeOrderSENSE]:
+        """The final multi-coil k-space (native order) and the SENSE pair the cascades used."""
+        return deque(self._each_cascade(y, physics), maxlen=1).pop()  # only the last one is kept alive
+
+    def cascade_images(self, y: Tensor, physics: MultiCoilMRI) -> list[Tensor]:
+        """The coil-combined image after every cascade, the last one being :meth:`forward`'s output: what
+        per-cascade distillation (``finetune.objective.cascade_weight``) matches to the teacher's."""
+        return [sense.reduce(kspace) for kspace, sense in self._each_cascade(y, physics)]
 
     def forward(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
         kspace, sense = self._cascades(y, physics)

@@ -1,0 +1,81 @@
+"""Channels-last instance norm on this CPU: why ``GroupKernelInstanceNorm2d`` times two kernels per shape.
+
+    python experiments/instance_norm_kernels.py
+
+1. Per activation shape of the paper E2E-VarNet (dense and pruned 50 %, 320 x 320, 16 coils): median
+   microseconds of PyTorch's channels-last group-norm kernel and of the contiguous kernel on a contiguous copy
+   converted back (the two candidates of ``channels_last_instance_norm``).
+2. The paper E2E-VarNet with the sensitivity net pruned too, contiguous weights, on a synthetic slice: whole
+   forward (median of 5 after a warm-up) and instance-norm time (``torch.profiler``, one forward), dense and
+   pruned, with the per-shape choice and with the channels-last kernel only.
+2 threads, random weights, no gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from spade_pl.benchmark import keep_malloc_allocations
+from spade_pl.data.datamodule import synthetic_mri_batch
+from spade_pl.inference import constants_fixed
+from spade_pl.models import E2EVarNet, norms
+from spade_pl.pruning.spade import PruneSettings, prune_network
+
+SHAPES = [(16, 4, 320, 320), (16, 8, 320, 320), (16, 8, 160, 160)]
+SHAPES += [(1, 9, 320, 320), (1, 18, 320, 320), (1, 36, 160, 160)]
+
+
+def median_us(fn: Callable[[], object], repeats: int = 20) -> float:
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e6
+
+
+def kernels() -> None:
+    print("shape (channels-last input) | channels-last kernel us | contiguous copy, kernel, back us")
+    for shape in SHAPES:
+        x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+        direct = median_us(lambda x=x: norms._kernel(x, 1e-5))
+        copied = median_us(lambda x=x: norms._via_contiguous(x, 1e-5))
+        print(f"{shape} | {direct:.0f} | {copied:.0f}")
+
+
+def forwards() -> None:
+    batch = synthetic_mri_batch(320, 16, {"mask_type": "uniform", "accelerations": [6], "center_fractions": [0.08]})
+    physics, y = constants_fixed(batch.physics()), batch.y
+    dense = E2EVarNet().eval()
+    pruned = copy.deepcopy(dense)
+    prune_network(pruned, y, physics, PruneSettings(ratio=0.5, include_sensitivity_net=True))
+    tunable = norms._tunable
+    for choice in ("per-shape choice", "channels-last kernel only"):
+        norms._tunable = tunable if choice == "per-shape choice" else (lambda x: False)
+        for name, network in (("dense", dense), ("pruned", pruned)):
+            with torch.no_grad():
+                ms = median_us(lambda network=network: network(y, physics), repeats=5) / 1000
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    network(y, physics)
+            norm_ms = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key == "aten::native_group_norm")
+            print(f"{choice}, {name}: forward {ms:.1f} ms, instance norm {norm_ms / 1000:.1f} ms (profiled forward)")
+    norms._tunable = tunable
+
+
+def main() -> None:
+    keep_malloc_allocations()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    kernels()
+    forwards()
+
+
+if __name__ == "__main__":
+    main()
