@@ -38,6 +38,7 @@ CONFIG_CASES = [
     ("pretrain.max_epochs=1.5", "pretrain.max_epochs=1.5 is invalid"),
     ("finetune.optimizer.lr=-1", "finetune.optimizer.lr=-1 is invalid; allowed: finite numbers > 0"),
     ("pretrain.optimizer.lr=nan", "pretrain.optimizer.lr=nan is invalid"),
+    ("finetune.test_time_lr=0", "finetune.test_time_lr=0 is invalid; allowed: finite numbers > 0"),
     ("data.batch_size=0", "data.batch_size=0 is invalid; allowed: integers >= 1"),
     ("data.num_workers=-1", "data.num_workers=-1 is invalid"),
     ("seed=abc", "seed='abc' is invalid; allowed: integers >= 0"),

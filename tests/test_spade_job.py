@@ -46,17 +46,19 @@ def dense_ckpt(make_cfg):
 def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
     make_cfg, dense_ckpt, poisoned_ground_truth, strategy, data, tmp_path
 ):
-    out = run(
-        make_cfg(
-            f"finetune={strategy}",
-            f"finetune.data={data}",
-            f"ckpt_path={dense_ckpt}",
-            "debug=limit",
-            "finetune.max_epochs=2",
-            "benchmark.repeats=1",
-            "benchmark.warmup=0",
-        )
+    cfg = make_cfg(
+        f"finetune={strategy}",
+        f"finetune.data={data}",
+        f"ckpt_path={dense_ckpt}",
+        "debug=limit",
+        "finetune.max_epochs=2",
+        "benchmark.repeats=1",
+        "benchmark.warmup=0",
     )
+    out = run(cfg)
+    optimizer = torch.load(out["finetuned_checkpoint"], weights_only=True)["optimizer_states"][0]
+    test_time_lr = cfg.finetune.test_time_lr if data == "test" else None
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(test_time_lr or cfg.finetune.optimizer.lr)
     name = f"pruned + {strategy}" + (" (test-time)" if data == "test" else "")
     tuned = out["models"][name]["mean"]
     assert all(torch.isfinite(torch.tensor(v)) for v in tuned.values())

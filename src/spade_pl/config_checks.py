@@ -55,6 +55,8 @@ def check_config(cfg: DictConfig) -> None:
             require_int(f"{section}.max_epochs", node.max_epochs, 0)
         if node.get("test_time_epochs") is not None:
             require_int(f"{section}.test_time_epochs", node.test_time_epochs, 1)
+        if node.get("test_time_lr") is not None:
+            require_positive(f"{section}.test_time_lr", node.test_time_lr)
         optimizer = node.get("optimizer") or {}
         if "lr" in optimizer:
             require_positive(f"{section}.optimizer.lr", optimizer.lr)

@@ -275,8 +275,9 @@ class Run:
         """Fine-tune a copy of the pruned network on the training split, or, for test-time adaptation
         (``finetune.data=test``), on the measurements of the test split (never its ground truth)."""
         name = self.cfg.finetune.name
+        recipe = self.test_time_recipe() if self.adapts_to_test() else self.cfg.finetune
         module = self.new_module(
-            copy.deepcopy(pruned.network), self.cfg.finetune, teacher=teacher, structure=pruned.pruning_structure
+            copy.deepcopy(pruned.network), recipe, teacher=teacher, structure=pruned.pruning_structure
         )
         datamodule, epochs = None, self.cfg.finetune.max_epochs
         if self.adapts_to_test():
@@ -289,6 +290,14 @@ class Run:
             epochs = self.cfg.finetune.get("test_time_epochs") or epochs
         ckpt = self.fit(f"finetune-{name}", module, epochs, datamodule)
         return self.load_network(ckpt)[0], ckpt
+
+    def test_time_recipe(self) -> DictConfig:
+        """``finetune`` with ``finetune.test_time_lr`` (when set) as its optimizer's learning rate: adapting to
+        a few test volumes from the one-shot pruned start wants another step size than the training split."""
+        recipe = OmegaConf.create(OmegaConf.to_container(self.cfg.finetune, resolve=True))
+        if recipe.get("test_time_lr") is not None:
+            recipe.optimizer.lr = recipe.test_time_lr
+        return recipe
 
     def adapts_to_test(self) -> bool:
         return self.cfg.finetune.get("data", "train") == "test"  # train | test, checked in config_checks
