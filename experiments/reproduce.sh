@@ -28,6 +28,8 @@ for seed in 42 1; do
     ./run_experiment.sh "main_${strategy}${suffix}" prune.ratio=0.5 finetune="$strategy" seed=$seed
   done
 done
+# test-time adaptation (finetune.test_time_lr 3e-3, chosen below on validation volumes): seed 42 with the cached
+# teacher, seed 1 further down with its own
 ./run_experiment.sh main_selfsup_testtime prune.ratio=0.5 finetune=selfsup finetune.data=test   # test-time
 # how the fine-tuning recipes were chosen: on the validation split (eval_split=val), same cached teacher
 val() { ./run_experiment.sh "val_$1" eval_split=val prune.ratio=0.5 "${@:2}"; }
@@ -39,8 +41,8 @@ val selfsup_coil_lr1e-3_split1 finetune=selfsup finetune.objective.ei_weight=1
 val selfsup_coil_lr3e-4_split1 finetune=selfsup finetune.objective.ei_weight=1 finetune.optimizer.lr=3e-4
 val selfsup_coil_lr1e-3_split1_ei5 finetune=selfsup
 val selfsup_coil_lr1e-3_split1_ei20 finetune=selfsup finetune.objective.ei_weight=20
-val selfsup_testtime_10ep finetune=selfsup finetune.data=test finetune.test_time_epochs=10
-val selfsup_testtime_30ep finetune=selfsup finetune.data=test
+val selfsup_testtime_10ep finetune=selfsup finetune.data=test finetune.test_time_epochs=10 finetune.test_time_lr=null
+val selfsup_testtime_30ep finetune=selfsup finetune.data=test finetune.test_time_lr=null
 val distill_l1 finetune=distill
 val distill_l1_30ep_cos finetune=distill finetune.max_epochs=30 "$cos"
 val distill_ssim finetune=distill finetune.objective.loss=ssim
@@ -53,7 +55,15 @@ val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim fi
  val distill_10ep finetune=distill
  val distill_30ep_cos finetune=distill finetune.max_epochs=30 "$cos"
  val c16_distill network.model.chans=16 finetune=distill  # a wider default: its own teacher
- val c16_supervised network.model.chans=16 finetune=supervised)
+ val c16_supervised network.model.chans=16 finetune=supervised
+ val distill_cascades1 finetune.objective.cascade_weight=1.0  # every cascade distilled
+ val distill_output finetune.objective.domain=output  # the complex outputs distilled
+ val selfsup_testtime_30ep_lr3e-3 finetune=selfsup finetune.data=test)  # test_time_lr 3e-3
+# test-time adaptation on a second seed, its own teacher: the learning rate on validation volumes, then test
+(export SPADE_PL_CACHE=$(mktemp -d)
+ val selfsup_testtime_30ep_seed1 seed=1 finetune=selfsup finetune.data=test finetune.test_time_lr=null
+ val selfsup_testtime_30ep_lr3e-3_seed1 seed=1 finetune=selfsup finetune.data=test
+ ./run_experiment.sh main_selfsup_testtime_seed1 prune.ratio=0.5 finetune=selfsup finetune.data=test seed=1)
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
@@ -138,6 +148,9 @@ done
 # the two memory layouts of one fastmri U-Net per width (why benchmark.memory_format=auto measures)
 "${PYTHON:-../.venv/bin/python}" unet_layout_timing.py 128 3 4,6,8,12,16,24,32 | tee results/unet_layout_128/timings.txt
 "${PYTHON:-../.venv/bin/python}" unet_layout_timing.py 320 4 8,9,16,18 | tee results/unet_layout_320/timings.txt
+# channels-last instance norm: the two kernels per shape, and the paper network's forward with each
+mkdir -p results/instance_norm_kernels
+"${PYTHON:-../.venv/bin/python}" instance_norm_kernels.py | tee results/instance_norm_kernels/output.txt
 # eager vs torch.compile on the default network (why benchmark.runtime has no compile)
 mkdir -p results/compile_timing
 "${PYTHON:-../.venv/bin/python}" compile_timing.py | tee results/compile_timing/timings.txt
