@@ -57,7 +57,8 @@ val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim fi
  val c16_distill network.model.chans=16 finetune=distill  # a wider default: its own teacher
  val c16_supervised network.model.chans=16 finetune=supervised
  val distill_cascades1 finetune.objective.cascade_weight=1.0  # every cascade distilled
- val distill_output finetune.objective.domain=output  # the complex outputs distilled
+ # (val_distill_output, the complex outputs distilled, ran at commit 636a202 with finetune.objective.domain=output,
+ # an option removed after this run)
  val selfsup_testtime_30ep_lr3e-3 finetune=selfsup finetune.data=test)  # test_time_lr 3e-3
 # test-time adaptation on a second seed, its own teacher: the learning rate on validation volumes, then test
 (export SPADE_PL_CACHE=$(mktemp -d)

@@ -99,19 +99,6 @@ def test_cascade_distillation_adds_the_earlier_cascades_images_and_needs_cascade
         Distill("l1", cascade_weight=-1)
 
 
-def test_distillation_in_the_output_domain_compares_the_complex_images():
-    batch = _batch()
-    teacher, student = _tiny_varnet(0).eval().requires_grad_(False), _tiny_varnet(1).eval()
-    with torch.no_grad():
-        loss, _ = Distill("l1", domain="output")(batch, student, teacher)
-        expected = nn.functional.l1_loss(student(batch.y, batch.physics()), teacher(batch.y, batch.physics()))
-    assert torch.allclose(loss, expected)
-    with pytest.raises(SpadeInputError, match="domain='phase' is unknown; allowed: image, output"):
-        Distill("l1", domain="phase")
-    with pytest.raises(SpadeInputError, match="loss=ssim compares images; .* allowed: l1, smooth_l1"):
-        Distill("ssim", domain="output")
-
-
 def test_distill_and_selfsup_never_read_the_ground_truth():
     poisoned = _batch(target=torch.full((1, 32, 32), float("nan")))
     student, teacher = _tiny_varnet(1), _tiny_varnet(0).eval().requires_grad_(False)

@@ -10,47 +10,31 @@ from spade_pl.errors import require
 from spade_pl.finetune.base import Objective, ReconstructionLoss
 from spade_pl.models.base import MBDLNetwork
 
-DOMAINS = ("image", "output")
-
 
 class Distill(Objective):
     """``ℓ(|f(y)|, |f0(y)|)``, plus ``cascade_weight`` times the mean of the same loss between the two networks'
     images after each earlier cascade (unrolled networks with ``cascade_images``): the pruned cascade ``i``
-    is taught what the dense cascade ``i`` produced, not only what the last one did.
-
-    ``domain``: ``image`` compares the images the metrics score (MRI: magnitude, cropped); ``output`` compares
-    the networks' outputs as they are (MRI: the complex image, whole field of view), where a student unsure of
-    the teacher's phase in the background is pulled towards zero rather than towards the teacher's magnitude.
-    """
+    is taught what the dense cascade ``i`` produced, not only what the last one did."""
 
     uses_ground_truth = False
     needs_teacher = True
 
-    def __init__(self, loss: str = "ssim", cascade_weight: float = 0.0, domain: str = "image"):
+    def __init__(self, loss: str = "ssim", cascade_weight: float = 0.0):
         super().__init__()
         require(cascade_weight >= 0, f"finetune.objective.cascade_weight={cascade_weight} is invalid; allowed: >= 0")
-        require(domain in DOMAINS, f"finetune.objective.domain={domain!r} is unknown; allowed: {', '.join(DOMAINS)}")
-        require(
-            domain == "image" or "ssim" not in loss,
-            f"finetune.objective.loss={loss} compares images; with finetune.objective.domain=output allowed: "
-            "l1, smooth_l1",
-        )
         self.loss = ReconstructionLoss(loss)
         self.cascade_weight = float(cascade_weight)
-        self.domain = domain
 
     def _images(self, network: MBDLNetwork, batch: Sample) -> list[Tensor]:
         """The compared images: the output, preceded by every earlier cascade's when those are distilled too."""
         if not self.cascade_weight:
-            outputs = [network(batch.y, batch.physics())]
-        else:
-            require(
-                hasattr(network, "cascade_images"),
-                f"finetune.objective.cascade_weight={self.cascade_weight} needs a network with cascades "
-                f"(e2e_varnet, varnet); {type(network).__name__} has none; allowed here: 0",
-            )
-            outputs = network.cascade_images(batch.y, batch.physics())
-        return outputs if self.domain == "output" else [batch.image(x) for x in outputs]
+            return [batch.image(network(batch.y, batch.physics()))]
+        require(
+            hasattr(network, "cascade_images"),
+            f"finetune.objective.cascade_weight={self.cascade_weight} needs a network with cascades (e2e_varnet, "
+            f"varnet); {type(network).__name__} has none; allowed here: 0",
+        )
+        return [batch.image(x) for x in network.cascade_images(batch.y, batch.physics())]
 
     def forward(
         self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None
