@@ -20,6 +20,19 @@ paper="stage=benchmark network=e2e_varnet_paper benchmark.size=320 benchmark.coi
 ./run_experiment.sh bench_e2e_varnet_paper_round_auto_run2 $paper prune.round_to=auto
 ./run_experiment.sh bench_e2e_varnet_paper_sens_round_auto $paper prune.round_to=auto prune.include_sensitivity_net=true
 ./run_experiment.sh default_bench_round_auto stage=benchmark prune.ratio=0.5 prune.round_to=auto
+# the default network's speed, and sizes considered as a new default (after the instance-norm change)
+./run_experiment.sh default_bench_c8 stage=benchmark prune.ratio=0.5
+./run_experiment.sh default_bench_c8_run2 stage=benchmark prune.ratio=0.5
+./run_experiment.sh default_bench_c8_sens stage=benchmark prune.ratio=0.5 prune.include_sensitivity_net=true
+./run_experiment.sh default_bench_c12 stage=benchmark prune.ratio=0.5 network.model.chans=12  # (these two: before
+./run_experiment.sh default_bench_c16 stage=benchmark prune.ratio=0.5 network.model.chans=16  # that change)
+c16sens="network.model.chans=16 prune.include_sensitivity_net=true"
+./run_experiment.sh default_bench_c16_sens stage=benchmark prune.ratio=0.5 $c16sens
+./run_experiment.sh default_bench_c16_sens_run2 stage=benchmark prune.ratio=0.5 $c16sens
+# what that size costs in quality (validation split, its own teacher: a fresh cache)
+(export SPADE_PL_CACHE=$(mktemp -d)
+ ./run_experiment.sh val_c16_sens_distill eval_split=val prune.ratio=0.5 $c16sens
+ ./run_experiment.sh val_c16_sens_supervised eval_split=val prune.ratio=0.5 $c16sens finetune=supervised)
 # the main job on the embedded default, one run per fine-tuning strategy and two seeds (one shared, cached
 # teacher per seed)
 for seed in 42 1; do
