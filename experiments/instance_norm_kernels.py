@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import time
@@ -56,18 +57,16 @@ def forwards() -> None:
     dense = E2EVarNet().eval()
     pruned = copy.deepcopy(dense)
     prune_network(pruned, y, physics, PruneSettings(ratio=0.5, include_sensitivity_net=True))
-    tunable = norms._tunable
     for choice in ("channels-last kernel only", "per-shape choice"):
-        norms._tunable = tunable if choice == "per-shape choice" else (lambda x: False)
         for name, network in (("dense", dense), ("pruned", pruned)):
-            with torch.no_grad():
+            measuring = norms.measured_kernels() if choice == "per-shape choice" else contextlib.nullcontext()
+            with torch.no_grad(), measuring:
                 ms = median_us(lambda network=network: network(y, physics), repeats=5) / 1000
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     for _ in range(3):
                         network(y, physics)
             norm_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key == "aten::native_group_norm")
             print(f"{choice}, {name}: forward {ms:.1f} ms, instance norm {norm_us / 3000:.1f} ms per forward")
-    norms._tunable = tunable
     for (shape, _, _), via_contiguous in norms._VIA_CONTIGUOUS.items():
         print(f"chosen for {shape}: {'contiguous copy' if via_contiguous else 'channels-last kernel'}")
 

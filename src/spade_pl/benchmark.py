@@ -38,6 +38,7 @@ from spade_pl.inference import (
     resolve_runtime,
 )
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.models.norms import measured_kernels
 from spade_pl.physics.base import Physics
 from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
 
@@ -190,12 +191,16 @@ def benchmark_pair(
 
 @contextlib.contextmanager
 def _timing_flags(settings: BenchmarkSettings) -> Iterator[None]:
-    """``settings.threads`` and cuDNN's per-shape algorithm choice while timing; both restored afterwards, so
-    that a process that goes on (a sweep's joblib worker runs the next job in it) computes as before."""
+    """``settings.threads``, cuDNN's per-shape algorithm choice and the instance norms' measured kernels while
+    timing; all restored afterwards, so that a process that goes on (a sweep's joblib worker runs the next job
+    in it) computes as before."""
     cudnn, threads = torch.backends.cudnn, torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32):
+        with (
+            cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=False, allow_tf32=cudnn.allow_tf32),
+            measured_kernels(),
+        ):
             yield
     finally:
         torch.set_num_threads(threads)
