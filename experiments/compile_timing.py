@@ -11,27 +11,15 @@ medians, the compile time (first call) and the compiled output's max relative di
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 
 import torch
 
-from spade_pl.benchmark import keep_malloc_allocations
+from spade_pl.benchmark import keep_malloc_allocations, median_seconds
 from spade_pl.inference import relative_difference
 from spade_pl.models import E2EVarNet
 from spade_pl.physics.mri import MultiCoilMRI
 from spade_pl.pruning.spade import PruneSettings, prune_network
-
-
-def median_ms(fn, repeats: int = 10, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
 
 
 def main() -> None:
@@ -51,12 +39,12 @@ def main() -> None:
     with torch.no_grad(), torch._dynamo.config.patch(cache_size_limit=64):
         for name, network in (("dense", dense), ("pruned", pruned)):
             reference = network(y, physics)
-            eager = median_ms(lambda network=network: network(y, physics))
+            eager = median_seconds(lambda network=network: network(y, physics), repeats=10, warmup=2) * 1000
             compiled = torch.compile(network)
             start = time.perf_counter()
             output = compiled(y, physics)
             compile_s = time.perf_counter() - start
-            fast = median_ms(lambda compiled=compiled: compiled(y, physics))
+            fast = median_seconds(lambda compiled=compiled: compiled(y, physics), repeats=10, warmup=2) * 1000
             times[name] = (eager, fast)
             print(
                 f"{name}: eager {eager:.1f} ms, compiled {fast:.1f} ms (compile {compile_s:.1f} s, "

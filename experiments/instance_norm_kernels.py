@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from spade_pl.benchmark import keep_malloc_allocations
+from spade_pl.benchmark import keep_malloc_allocations, median_seconds
 from spade_pl.data.datamodule import synthetic_mri_batch
 from spade_pl.inference import constants_fixed
 from spade_pl.models import E2EVarNet, norms
@@ -32,22 +29,12 @@ SHAPES = [(16, 4, 320, 320), (16, 8, 320, 320), (16, 8, 160, 160)]
 SHAPES += [(1, 9, 320, 320), (1, 18, 320, 320), (1, 36, 160, 160)]
 
 
-def median_us(fn: Callable[[], object], repeats: int = 20) -> float:
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e6
-
-
 def kernels() -> None:
     print("shape (channels-last input) | channels-last kernel us | contiguous copy, kernel, back us")
     for shape in SHAPES:
         x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
-        direct = median_us(lambda x=x: norms._kernel(x, 1e-5))
-        copied = median_us(lambda x=x: norms._via_contiguous(x, 1e-5))
+        direct = median_seconds(lambda x=x: norms._kernel(x, 1e-5), repeats=20, warmup=1) * 1e6
+        copied = median_seconds(lambda x=x: norms._via_contiguous(x, 1e-5), repeats=20, warmup=1) * 1e6
         print(f"{shape} | {direct:.0f} | {copied:.0f}")
 
 
@@ -61,7 +48,7 @@ def forwards() -> None:
         for name, network in (("dense", dense), ("pruned", pruned)):
             measuring = norms.measured_kernels() if choice == "per-shape choice" else contextlib.nullcontext()
             with torch.no_grad(), measuring:
-                ms = median_us(lambda network=network: network(y, physics), repeats=5) / 1000
+                ms = median_seconds(lambda network=network: network(y, physics), repeats=5, warmup=1) * 1000
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     for _ in range(3):
                         network(y, physics)

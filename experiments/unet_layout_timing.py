@@ -7,23 +7,12 @@ Batch 1, 2 input channels (a complex image), 2 threads, median of 7 after 2 warm
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import torch
 from fastmri.models.unet import Unet
 
-
-def median_ms(fn, repeats: int = 7, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
+from spade_pl.benchmark import median_seconds
 
 
 def main(size: str, pools: str, chans: str) -> None:
@@ -33,7 +22,7 @@ def main(size: str, pools: str, chans: str) -> None:
             net = Unet(2, 2, width, int(pools)).eval().to(memory_format=layout)
             x = torch.randn(1, 2, int(size), int(size)).contiguous(memory_format=layout)
             with torch.no_grad():
-                ms = median_ms(lambda net=net, x=x: net(x))
+                ms = median_seconds(lambda net=net, x=x: net(x), repeats=7, warmup=2) * 1000
             name = "channels_last" if layout == torch.channels_last else "contiguous"
             print(f"{name} chans={width} size={size}: {ms:.2f} ms", flush=True)
 

@@ -91,3 +91,18 @@ def test_allow_tf32_switches_torch_and_separates_cached_teachers(make_cfg):
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert teacher_key(make_cfg()) != teacher_key(make_cfg("allow_tf32=true"))
+
+
+def test_median_seconds_times_each_call_after_the_warm_up():
+    import time
+
+    from spade_pl.benchmark import median_seconds
+
+    calls = []
+
+    def sleep_a_little():
+        calls.append(1)
+        time.sleep(0.002)
+
+    seconds = median_seconds(sleep_a_little, repeats=5, warmup=2)
+    assert len(calls) == 7 and 0.002 <= seconds < 0.5

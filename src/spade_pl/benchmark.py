@@ -189,6 +189,13 @@ def benchmark_pair(
         return _benchmark_pair(dense, pruned, batch, settings)
 
 
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int, device: str = "cpu") -> float:
+    """Median seconds of one call of ``fn`` after ``warmup`` calls, timed as the benchmark times: for the
+    experiment scripts that time one thing at a time."""
+    settings = BenchmarkSettings(repeats=repeats, warmup=warmup)
+    return _interleaved_medians({"call": fn}, settings, torch.device(device))["call"]
+
+
 @contextlib.contextmanager
 def _timing_flags(settings: BenchmarkSettings) -> Iterator[None]:
     """``settings.threads``, cuDNN's per-shape algorithm choice and the instance norms' measured kernels while

@@ -67,7 +67,7 @@ def channels_last_instance_norm(x: Tensor, eps: float) -> Tensor:
     """Instance norm of a channels-last ``x`` by the faster of two kernels, measured once per input shape.
 
     PyTorch's channels-last group-norm kernel vectorises over channels; at widths that are not a multiple
-    of the CPU's vector (the 4 or 9 channels pruning leaves) it measured up to 2.7x slower than the
+    of the CPU's vector (the 4 or 9 channels pruning leaves) it measured up to 2.6x slower than the
     contiguous kernel on a contiguous copy (16 x 4 x 320 x 320: 15.8 ms vs 6.0 ms with both copies), and
     faster at others (1 x 18 x 320 x 320: 1.5 ms vs 2.5 ms), with no rule in the widths
     (``experiments/instance_norm_kernels.py``). So, like cuDNN's
