@@ -176,6 +176,7 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
 def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
     base = teacher_key(make_cfg())
     assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
+    assert teacher_key(make_cfg("network.selfsup_lr=0.5", "network.selfsup_epochs=3")) == base
     assert teacher_key(make_cfg("problem.ei_weight=1")) == base
     assert teacher_key(make_cfg("network.lr=0.5")) != base
 
@@ -187,5 +188,17 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     scheduler = instantiate(deq.finetune.scheduler)(optimizer=optimizer)
     assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 10
     varnet = make_cfg("network=e2e_varnet", "pretrain.max_epochs=3", tiny=False)
-    assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 10, 2)
+    assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 30, 2)
+    # self-supervised fine-tuning takes the network's own epochs where it sets them, else its fine-tuning epochs
+    selfsup_epochs = {
+        network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.max_epochs
+        for network in ("e2e_varnet", "deq", "deq_paper", "varnet")
+    }
+    assert selfsup_epochs == {"e2e_varnet": 10, "deq": 5, "deq_paper": 10, "varnet": 10}
+    selfsup_lr = {
+        network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.optimizer.lr
+        for network in ("e2e_varnet", "deq")
+    }
+    assert selfsup_lr == {"e2e_varnet": 3e-3, "deq": 1e-3}
+    assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None
