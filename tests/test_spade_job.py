@@ -194,7 +194,7 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
         network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.max_epochs
         for network in ("e2e_varnet", "deq", "deq_paper", "varnet")
     }
-    assert selfsup_epochs == {"e2e_varnet": 10, "deq": 5, "deq_paper": 10, "varnet": 10}
+    assert selfsup_epochs == {"e2e_varnet": 20, "deq": 5, "deq_paper": 10, "varnet": 10}
     selfsup_lr = {
         network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.optimizer.lr
         for network in ("e2e_varnet", "deq")
