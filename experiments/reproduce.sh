@@ -7,7 +7,11 @@ cd "$(dirname "$0")"
 export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 # E2E-VarNet fine-tuning ran at network.finetune_lr=1e-3 before commit d72d867 (3e-3 since): every distill and
 # supervised run of the embedded default below that is not named *_lr3e-3 ran that way (add the override to
-# repeat it as it ran).
+# repeat it as it ran). They ran 10 epochs before commit 6d2e086 (30 since): every E2E-VarNet distill and
+# supervised run below the `epochs at lr 3e-3` block that does not set finetune.max_epochs ran 10 (add
+# finetune.max_epochs=10). Train-split selfsup ran 10 epochs at lr 1e-3 before commit ea98abf (20 at 3e-3
+# since: add finetune.max_epochs=10 finetune.optimizer.lr=1e-3 to those runs; test-time runs with
+# finetune.test_time_lr=null used the optimizer's 1e-3 too).
 # Timings committed before benchmark.memory_format existed ran in the contiguous layout; their commands below
 # say so (benchmark.memory_format=contiguous); the *_auto runs use the default, the layout measured per network.
 # paper E2E-VarNet, 320x320, 16 coils: dense vs pruned timing on this CPU (random weights: the time of a
@@ -77,17 +81,41 @@ val distill_l1_ssim_30ep_cos finetune=distill finetune.objective.loss=l1_ssim fi
  # an option removed after this run)
  val selfsup_testtime_30ep_lr3e-3 finetune=selfsup finetune.data=test  # test_time_lr 3e-3
  # the fine-tuning rate (network.finetune_lr, 1e-3 in the runs above, 3e-3 since), then the test split once
- val supervised_lr3e-3 finetune=supervised finetune.optimizer.lr=3e-3
- val distill_lr3e-3 finetune=distill finetune.optimizer.lr=3e-3
- ./run_experiment.sh main_distill_lr3e-3 prune.ratio=0.5 finetune=distill
- ./run_experiment.sh main_supervised_lr3e-3 prune.ratio=0.5 finetune=supervised)
+ val supervised_lr3e-3 finetune=supervised finetune.optimizer.lr=3e-3 finetune.max_epochs=10
+ val distill_lr3e-3 finetune=distill finetune.optimizer.lr=3e-3 finetune.max_epochs=10
+ ./run_experiment.sh main_distill_lr3e-3 prune.ratio=0.5 finetune=distill finetune.max_epochs=10
+ ./run_experiment.sh main_supervised_lr3e-3 prune.ratio=0.5 finetune=supervised finetune.max_epochs=10)
 # test-time adaptation on a second seed, its own teacher: the learning rate on validation volumes, then test
 (export SPADE_PL_CACHE=$(mktemp -d)
- val selfsup_testtime_30ep_seed1 seed=1 finetune=selfsup finetune.data=test finetune.test_time_lr=null
+ val selfsup_testtime_30ep_seed1 seed=1 finetune=selfsup finetune.data=test finetune.test_time_lr=null \
+   finetune.optimizer.lr=1e-3
  val selfsup_testtime_30ep_lr3e-3_seed1 seed=1 finetune=selfsup finetune.data=test
  ./run_experiment.sh main_selfsup_testtime_seed1 prune.ratio=0.5 finetune=selfsup finetune.data=test seed=1
- ./run_experiment.sh main_distill_lr3e-3_seed1 prune.ratio=0.5 finetune=distill seed=1
- ./run_experiment.sh main_supervised_lr3e-3_seed1 prune.ratio=0.5 finetune=supervised seed=1)
+ ./run_experiment.sh main_distill_lr3e-3_seed1 prune.ratio=0.5 finetune=distill seed=1 finetune.max_epochs=10
+ ./run_experiment.sh main_supervised_lr3e-3_seed1 prune.ratio=0.5 finetune=supervised seed=1 \
+   finetune.max_epochs=10)
+# epochs at lr 3e-3 on the validation split of both seeds (the two cached teachers above), then the test split
+# once per seed at the chosen defaults (30 epochs; selfsup 20 epochs at 3e-3)
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  val "supervised_lr3e-3$suffix" finetune=supervised finetune.max_epochs=10 seed=$seed
+  val "distill_lr3e-3$suffix" finetune=distill finetune.max_epochs=10 seed=$seed
+  for epochs in 20 30; do
+    val "supervised_${epochs}ep$suffix" finetune=supervised finetune.max_epochs=$epochs seed=$seed
+    val "distill_${epochs}ep$suffix" finetune=distill finetune.max_epochs=$epochs seed=$seed
+  done
+done
+val selfsup_10ep finetune=selfsup finetune.max_epochs=10 finetune.optimizer.lr=1e-3
+val selfsup_lr3e-3 finetune=selfsup finetune.max_epochs=10
+val selfsup_lr3e-3_20ep finetune=selfsup
+val selfsup_lr3e-3_split2 finetune=selfsup finetune.objective.split_weight=2
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  for strategy in distill supervised; do
+    ./run_experiment.sh "main_${strategy}_30ep$suffix" prune.ratio=0.5 finetune=$strategy seed=$seed
+  done
+  ./run_experiment.sh "main_selfsup_20ep$suffix" prune.ratio=0.5 finetune=selfsup seed=$seed
+done
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
