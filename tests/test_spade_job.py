@@ -66,6 +66,10 @@ def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
     markdown = (tmp_path / "run" / "results.md").read_text()
     assert f"| {name} |" in markdown
     assert ("test-time: the pruned network was fine-tuned on the measurements" in markdown) == (data == "test")
+    (metrics,) = (tmp_path / "run" / "csv").glob("finetune-*/metrics.csv")
+    logged = set(metrics.read_text().splitlines()[0].split(","))
+    terms = {"val/selfsup_mc", "val/selfsup_ei", "val/selfsup_split"} if strategy == "selfsup" else set()
+    assert terms <= logged and not {"val/psnr", "val/ssim"} & logged  # the terms, never a ground-truth metric
 
 
 def test_test_time_adaptation_is_refused_for_the_supervised_strategy(make_cfg, dense_ckpt):

@@ -117,8 +117,10 @@ class ReconModule(L.LightningModule):
             self.log_dict({f"{split}/solver_{k}": float(v) for k, v in stats.items()}, batch_size=1)
 
     def validation_step(self, batch: Sample, batch_idx: int) -> None:
-        loss, _ = self.objective(batch, self.network, self.teacher)
+        loss, logs = self.objective(batch, self.network, self.teacher)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname), sync_dist=True)
+        # the objective's terms too (e.g. selfsup's mc / ei / split): ground-truth-free, one curve each on a dashboard
+        self.log_dict({f"val/{k}": v for k, v in logs.items()}, batch_size=len(batch.fname), sync_dist=True)
         self._log_solver("val")
         if not self.objective.uses_ground_truth:
             return  # ground-truth-free strategies never see the target, not even for monitoring
