@@ -196,13 +196,14 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     # self-supervised fine-tuning takes the network's own epochs where it sets them, else its fine-tuning epochs
     selfsup_epochs = {
         network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.max_epochs
-        for network in ("e2e_varnet", "deq", "deq_paper", "varnet")
+        for network in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")
     }
-    assert selfsup_epochs == {"e2e_varnet": 20, "deq": 5, "deq_paper": 10, "varnet": 10}
+    assert selfsup_epochs == {"e2e_varnet": 20, "e2e_varnet_paper": 10, "deq": 5, "deq_paper": 10, "varnet": 10}
     selfsup_lr = {
         network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.optimizer.lr
-        for network in ("e2e_varnet", "deq")
+        for network in ("e2e_varnet", "e2e_varnet_paper", "deq")
     }
-    assert selfsup_lr == {"e2e_varnet": 3e-3, "deq": 1e-3}
+    assert selfsup_lr == {"e2e_varnet": 3e-3, "e2e_varnet_paper": 1e-3, "deq": 1e-3}
+    assert make_cfg("network=e2e_varnet_paper", tiny=False).finetune.max_epochs == 10
     assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None
