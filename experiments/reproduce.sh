@@ -109,6 +109,8 @@ val selfsup_10ep finetune=selfsup finetune.max_epochs=10 finetune.optimizer.lr=1
 val selfsup_lr3e-3 finetune=selfsup finetune.max_epochs=10
 val selfsup_lr3e-3_20ep finetune=selfsup
 val selfsup_lr3e-3_split2 finetune=selfsup finetune.objective.split_weight=2
+val selfsup_20ep_split2 finetune=selfsup finetune.objective.split_weight=2  # with the val terms logged
+val selfsup_20ep_terms finetune=selfsup  # the default again, for its val/selfsup_split
 for seed in 42 1; do
   suffix=$([ $seed = 42 ] || echo "_seed$seed")
   for strategy in distill supervised; do
