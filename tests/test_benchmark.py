@@ -1,11 +1,18 @@
 """The dense-vs-pruned benchmark: batching, per-slice times, solver iterations, bad settings; TF32 switch."""
 
 import copy
+import time
 
 import pytest
 import torch
 
-from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, repeat_first_slice
+from spade_pl.benchmark import (
+    BenchmarkSettings,
+    benchmark_markdown,
+    benchmark_pair,
+    median_seconds,
+    repeat_first_slice,
+)
 from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.models import DEQ
@@ -94,10 +101,6 @@ def test_allow_tf32_switches_torch_and_separates_cached_teachers(make_cfg):
 
 
 def test_median_seconds_times_each_call_after_the_warm_up():
-    import time
-
-    from spade_pl.benchmark import median_seconds
-
     calls = []
 
     def sleep_a_little():

@@ -193,17 +193,20 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 10
     varnet = make_cfg("network=e2e_varnet", "pretrain.max_epochs=3", tiny=False)
     assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 30, 2)
-    # self-supervised fine-tuning takes the network's own epochs where it sets them, else its fine-tuning epochs
-    selfsup_epochs = {
-        network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.max_epochs
-        for network in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")
+    # self-supervised fine-tuning takes the network's own epochs and rate where it sets them, else its
+    # fine-tuning epochs and 1e-3
+
+    def selfsup_recipe(network: str) -> tuple[int, float]:
+        finetune = make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune
+        return finetune.max_epochs, finetune.optimizer.lr
+
+    assert {n: selfsup_recipe(n) for n in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")} == {
+        "e2e_varnet": (20, 3e-3),
+        "e2e_varnet_paper": (10, 1e-3),
+        "deq": (5, 1e-3),
+        "deq_paper": (10, 1e-3),
+        "varnet": (10, 1e-3),
     }
-    assert selfsup_epochs == {"e2e_varnet": 20, "e2e_varnet_paper": 10, "deq": 5, "deq_paper": 10, "varnet": 10}
-    selfsup_lr = {
-        network: make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune.optimizer.lr
-        for network in ("e2e_varnet", "e2e_varnet_paper", "deq")
-    }
-    assert selfsup_lr == {"e2e_varnet": 3e-3, "e2e_varnet_paper": 1e-3, "deq": 1e-3}
     assert make_cfg("network=e2e_varnet_paper", tiny=False).finetune.max_epochs == 10
     assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None

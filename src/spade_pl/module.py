@@ -106,9 +106,14 @@ class ReconModule(L.LightningModule):
                 f"stopping, the last good checkpoint is kept — lower the learning rate or check the data"
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.fname))
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=len(batch.fname))
+        self._log_terms("train", logs, batch)
         self._log_solver("train")
         return loss
+
+    def _log_terms(self, split: str, terms: dict[str, Tensor], batch: Sample, sync_dist: bool = False) -> None:
+        """The objective's terms beside its loss (e.g. selfsup's mc / ei / split): one dashboard curve each, so a
+        user sees which term moves; ground-truth-free whenever the objective is."""
+        self.log_dict({f"{split}/{k}": v for k, v in terms.items()}, batch_size=len(batch.fname), sync_dist=sync_dist)
 
     def _log_solver(self, split: str) -> None:
         """Iterative networks (DEQ) expose their last solve; its cost and convergence go to the logger."""
@@ -119,8 +124,7 @@ class ReconModule(L.LightningModule):
     def validation_step(self, batch: Sample, batch_idx: int) -> None:
         loss, logs = self.objective(batch, self.network, self.teacher)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname), sync_dist=True)
-        # the objective's terms too (e.g. selfsup's mc / ei / split): ground-truth-free, one curve each on a dashboard
-        self.log_dict({f"val/{k}": v for k, v in logs.items()}, batch_size=len(batch.fname), sync_dist=True)
+        self._log_terms("val", logs, batch, sync_dist=True)
         self._log_solver("val")
         if not self.objective.uses_ground_truth:
             return  # ground-truth-free strategies never see the target, not even for monitoring
