@@ -10,7 +10,7 @@ from omegaconf import OmegaConf, open_dict
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
 from spade_pl.module import NonFiniteLossError
-from spade_pl.pipeline import run
+from spade_pl.pipeline import Run, run
 from spade_pl.teacher import teacher_key
 
 
@@ -210,3 +210,29 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     assert make_cfg("network=e2e_varnet_paper", tiny=False).finetune.max_epochs == 10
     assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None
+
+
+def test_weight_averaging_is_what_fine_tuning_selects_and_the_report_tests(make_cfg, dense_ckpt):
+    cfg = make_cfg(
+        "finetune=distill",
+        "finetune.ema_decay=0.5",
+        f"ckpt_path={dense_ckpt}",
+        "debug=limit",
+        "finetune.max_epochs=2",
+        "benchmark.repeats=1",
+        "benchmark.warmup=0",
+    )
+    out = run(cfg)
+    checkpoint = torch.load(out["finetuned_checkpoint"], weights_only=True)
+    averaged, trained = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert checkpoint["averaging_state"]["n_averaged"] > 1
+    moved = [k for k in trained if k.startswith("network.") and not torch.equal(trained[k], averaged[k])]
+    assert moved  # the checkpoint keeps the average, not the last step's weights
+    tested, _ = Run(cfg).load_network(Path(out["finetuned_checkpoint"]))
+    for name, value in tested.state_dict().items():
+        assert torch.equal(value, averaged[f"network.{name}"])
+
+
+def test_a_bad_ema_decay_is_one_line(make_cfg):
+    with pytest.raises(SpadeInputError, match=r"finetune.ema_decay=1.5 is invalid; allowed: null \(off\) or a number"):
+        run(make_cfg("finetune=distill", "finetune.ema_decay=1.5"))

@@ -26,7 +26,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spade_pl.batch import Sample
@@ -63,6 +63,14 @@ def build(node: Any, **kwargs: Any) -> Any:
         if isinstance(err.__cause__, SpadeInputError):
             raise err.__cause__ from None
         raise
+
+
+def weight_averaging(decay: float | None) -> list[Callback]:
+    """Fine-tuning with an exponential moving average of the weights (``finetune.ema_decay``; none for
+    ``None``): Lightning's callback swaps the average in for validation and into every checkpoint, so
+    ``val/loss`` selects among averaged models and the selected checkpoint is one; the average smooths the
+    step-to-step noise of a large learning rate, which the self-supervised loss shows most."""
+    return [] if decay is None else [EMAWeightAveraging(decay=float(decay))]
 
 
 def network_choice(cfg: DictConfig) -> str:
@@ -179,7 +187,14 @@ class Run:
             **placement,
         )
 
-    def fit(self, stage: str, module: ReconModule, max_epochs: int, datamodule: SplitDataModule | None = None) -> Path:
+    def fit(
+        self,
+        stage: str,
+        module: ReconModule,
+        max_epochs: int,
+        datamodule: SplitDataModule | None = None,
+        callbacks: list[Callback] | None = None,
+    ) -> Path:
         """Train ``module``; return the checkpoint of the selected (best by ``val/loss``, else last) model.
 
         In a resumed run folder a finished stage is not trained again, and an interrupted one continues."""
@@ -196,7 +211,7 @@ class Run:
         if resume is not None:
             log.info("[%s] resuming from %s", stage, resume)
         stamp = stage_stamp(stage, self.cfg, pruned=module.pruning_structure is not None)
-        trainer = self.trainer(stage, max_epochs, [StageCheckpointing(stamp, self.cfg.seed)])
+        trainer = self.trainer(stage, max_epochs, [StageCheckpointing(stamp, self.cfg.seed), *(callbacks or [])])
         try:
             trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=resume, weights_only=True)
         finally:
@@ -288,7 +303,7 @@ class Run:
             )
             datamodule = self.datamodule.fitting_on(self.datamodule.eval_split)
             epochs = self.cfg.finetune.get("test_time_epochs") or epochs
-        ckpt = self.fit(f"finetune-{name}", module, epochs, datamodule)
+        ckpt = self.fit(f"finetune-{name}", module, epochs, datamodule, weight_averaging(recipe.get("ema_decay")))
         return self.load_network(ckpt)[0], ckpt
 
     def test_time_recipe(self) -> DictConfig:
