@@ -69,6 +69,19 @@ def test_killed_jobs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
     assert "dense was evaluated before the interruption: reusing" in log
 
 
+@pytest.mark.slow
+def test_fine_tuning_with_weight_averaging_resumes_exactly(tmp_path):
+    """The average and its update count travel in the checkpoint: a kill mid-fine-tuning changes nothing."""
+    cache, ema = tmp_path / "cache", "finetune.ema_decay=0.9"
+    rc, straight = job(tmp_path, "straight", ema, cache=cache)
+    assert rc == 0
+    rc, killed = job(tmp_path, "killed", ema, *kill_at("finetune-distill", 1), cache=cache)
+    assert rc == -signal.SIGKILL
+    rc, _ = job(tmp_path, "resumed", ema, f"resume_from={killed}", cache=cache)
+    assert rc == 0
+    assert metrics(killed) == metrics(straight)
+
+
 @pytest.fixture(scope="module")
 def finetuned_run(tmp_path_factory, cache_dir) -> Path:
     """A tiny fine-tuning run's folder (its teacher in the session cache), shared by this module's tests."""
