@@ -181,6 +181,7 @@ def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
     base = teacher_key(make_cfg())
     assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
     assert teacher_key(make_cfg("network.selfsup_lr=0.5", "network.selfsup_epochs=3")) == base
+    assert teacher_key(make_cfg("network.selfsup_ema_decay=0.5")) == base
     assert teacher_key(make_cfg("problem.ei_weight=1")) == base
     assert teacher_key(make_cfg("network.lr=0.5")) != base
 
@@ -193,20 +194,21 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 10
     varnet = make_cfg("network=e2e_varnet", "pretrain.max_epochs=3", tiny=False)
     assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 30, 2)
-    # self-supervised fine-tuning takes the network's own epochs and rate where it sets them, else its
-    # fine-tuning epochs and 1e-3
+    # self-supervised fine-tuning takes the network's own epochs, rate and weight averaging where it sets
+    # them, else its fine-tuning epochs, 1e-3 and none
 
-    def selfsup_recipe(network: str) -> tuple[int, float]:
+    def selfsup_recipe(network: str) -> tuple[int, float, float | None]:
         finetune = make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune
-        return finetune.max_epochs, finetune.optimizer.lr
+        return finetune.max_epochs, finetune.optimizer.lr, finetune.ema_decay
 
     assert {n: selfsup_recipe(n) for n in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")} == {
-        "e2e_varnet": (20, 3e-3),
-        "e2e_varnet_paper": (10, 1e-3),
-        "deq": (5, 1e-3),
-        "deq_paper": (10, 1e-3),
-        "varnet": (10, 1e-3),
+        "e2e_varnet": (20, 3e-3, 0.99),
+        "e2e_varnet_paper": (10, 1e-3, None),
+        "deq": (5, 1e-3, None),
+        "deq_paper": (10, 1e-3, None),
+        "varnet": (10, 1e-3, None),
     }
+    assert make_cfg("network=e2e_varnet", "finetune=distill", tiny=False).finetune.ema_decay is None
     assert make_cfg("network=e2e_varnet_paper", tiny=False).finetune.max_epochs == 10
     assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None

@@ -28,7 +28,14 @@ log = logging.getLogger(__name__)
 SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
 # ... minus what does not: how fast data loads, where a run writes, how pruned copies are tuned
 IGNORED = {"data": ("num_workers",), "trainer": ("default_root_dir",), "problem": ("ei_weight",)}
-IGNORED_NETWORK = ("finetune_lr", "finetune_epochs", "selfsup_epochs", "selfsup_lr", "finetune_scheduler")
+IGNORED_NETWORK = (
+    "finetune_lr",
+    "finetune_epochs",
+    "selfsup_epochs",
+    "selfsup_lr",
+    "selfsup_ema_decay",
+    "finetune_scheduler",
+)
 
 
 def teacher_key(cfg: DictConfig) -> str:
