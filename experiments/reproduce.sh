@@ -111,6 +111,21 @@ val selfsup_lr3e-3_20ep finetune=selfsup
 val selfsup_lr3e-3_split2 finetune=selfsup finetune.objective.split_weight=2
 val selfsup_20ep_split2 finetune=selfsup finetune.objective.split_weight=2  # with the val terms logged
 val selfsup_20ep_terms finetune=selfsup  # the default again, for its val/selfsup_split
+# recipes for the last gaps (selfsup SSIM, supervised on seed 1), same objectives, so val/loss compares them:
+# cosine annealing, weight averaging (finetune.ema_decay), more epochs, a larger step
+cos20="finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:20}"
+val selfsup_20ep_cos finetune=selfsup finetune.ema_decay=null "$cos20"
+val selfsup_20ep_ema0.99 finetune=selfsup finetune.ema_decay=0.99
+val selfsup_20ep_ema0.99_lr5e-3 finetune=selfsup finetune.ema_decay=0.99 finetune.optimizer.lr=5e-3
+val selfsup_20ep_seed1 finetune=selfsup finetune.ema_decay=null seed=1
+val selfsup_20ep_ema0.99_seed1 finetune=selfsup finetune.ema_decay=0.99 seed=1
+val selfsup_20ep_ema0.99_lr5e-3_seed1 finetune=selfsup finetune.ema_decay=0.99 finetune.optimizer.lr=5e-3 seed=1
+val supervised_40ep_seed1 finetune=supervised finetune.max_epochs=40 seed=1
+val supervised_30ep_lr3e-3_cos_seed1 finetune=supervised seed=1 "$cos"
+val supervised_30ep_ema0.99_seed1 finetune=supervised finetune.ema_decay=0.99 seed=1
+val supervised_30ep_ema0.99 finetune=supervised finetune.ema_decay=0.99
+# (ran as finetune.ema_decay=0.99, before test-time adaptation had its own test_time_ema_decay)
+val selfsup_testtime_30ep_ema0.99_seed1 finetune=selfsup finetune.data=test finetune.test_time_ema_decay=0.99 seed=1
 for seed in 42 1; do
   suffix=$([ $seed = 42 ] || echo "_seed$seed")
   for strategy in distill supervised; do

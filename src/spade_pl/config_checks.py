@@ -57,11 +57,11 @@ def check_config(cfg: DictConfig) -> None:
             require_int(f"{section}.test_time_epochs", node.test_time_epochs, 1)
         if node.get("test_time_lr") is not None:
             require_positive(f"{section}.test_time_lr", node.test_time_lr)
-        decay = node.get("ema_decay")
-        if decay is not None:
+        for key in ("ema_decay", "test_time_ema_decay"):
+            decay = node.get(key)
             require(
-                _is_number(decay) and 0 < decay < 1,
-                f"{section}.ema_decay={decay!r} is invalid; allowed: null (off) or a number in (0, 1)",
+                decay is None or (_is_number(decay) and 0 < decay < 1),
+                f"{section}.{key}={decay!r} is invalid; allowed: null (off) or a number in (0, 1)",
             )
         optimizer = node.get("optimizer") or {}
         if "lr" in optimizer:
