@@ -11,7 +11,9 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 # supervised run below the `epochs at lr 3e-3` block that does not set finetune.max_epochs ran 10 (add
 # finetune.max_epochs=10). Train-split selfsup ran 10 epochs at lr 1e-3 before commit ea98abf (20 at 3e-3
 # since: add finetune.max_epochs=10 finetune.optimizer.lr=1e-3 to those runs; test-time runs with
-# finetune.test_time_lr=null used the optimizer's 1e-3 too).
+# finetune.test_time_lr=null used the optimizer's 1e-3 too). Train-split selfsup of the default E2E-VarNet ran
+# at 3e-3 without weight averaging from then until commit f25a798 (5e-3 with finetune.ema_decay=0.99 since):
+# add finetune.optimizer.lr=3e-3 finetune.ema_decay=null to the runs between.
 # Timings committed before benchmark.memory_format existed ran in the contiguous layout; their commands below
 # say so (benchmark.memory_format=contiguous); the *_auto runs use the default, the layout measured per network.
 # paper E2E-VarNet, 320x320, 16 coils: dense vs pruned timing on this CPU (random weights: the time of a
@@ -114,16 +116,23 @@ val selfsup_20ep_terms finetune=selfsup  # the default again, for its val/selfsu
 # recipes for the last gaps (selfsup SSIM, supervised on seed 1), same objectives, so val/loss compares them:
 # cosine annealing, weight averaging (finetune.ema_decay), more epochs, a larger step
 cos20="finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:20}"
-val selfsup_20ep_cos finetune=selfsup finetune.ema_decay=null "$cos20"
-val selfsup_20ep_ema0.99 finetune=selfsup finetune.ema_decay=0.99
-val selfsup_20ep_ema0.99_lr5e-3 finetune=selfsup finetune.ema_decay=0.99 finetune.optimizer.lr=5e-3
-val selfsup_20ep_seed1 finetune=selfsup finetune.ema_decay=null seed=1
-val selfsup_20ep_ema0.99_seed1 finetune=selfsup finetune.ema_decay=0.99 seed=1
-val selfsup_20ep_ema0.99_lr5e-3_seed1 finetune=selfsup finetune.ema_decay=0.99 finetune.optimizer.lr=5e-3 seed=1
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  [ $seed = 42 ] || val "selfsup_20ep$suffix" finetune=selfsup finetune.ema_decay=null finetune.optimizer.lr=3e-3 seed=$seed
+  val "selfsup_20ep_ema0.99$suffix" finetune=selfsup finetune.ema_decay=0.99 finetune.optimizer.lr=3e-3 seed=$seed
+  val "selfsup_20ep_ema0.99_lr5e-3$suffix" finetune=selfsup finetune.ema_decay=0.99 finetune.optimizer.lr=5e-3 seed=$seed
+  val "selfsup_20ep_lr5e-3$suffix" finetune=selfsup finetune.ema_decay=null finetune.optimizer.lr=5e-3 seed=$seed
+done
+val selfsup_20ep_cos finetune=selfsup finetune.ema_decay=null finetune.optimizer.lr=3e-3 "$cos20"
 val supervised_40ep_seed1 finetune=supervised finetune.max_epochs=40 seed=1
 val supervised_30ep_lr3e-3_cos_seed1 finetune=supervised seed=1 "$cos"
 val supervised_30ep_ema0.99_seed1 finetune=supervised finetune.ema_decay=0.99 seed=1
 val supervised_30ep_ema0.99 finetune=supervised finetune.ema_decay=0.99
+# the test split once per seed at the chosen self-supervised recipe (20 epochs at 5e-3, weight averaging 0.99)
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  ./run_experiment.sh "main_selfsup_20ep_ema_lr5e-3$suffix" prune.ratio=0.5 finetune=selfsup seed=$seed
+done
 # (ran as finetune.ema_decay=0.99, before test-time adaptation had its own test_time_ema_decay)
 val selfsup_testtime_30ep_ema0.99_seed1 finetune=selfsup finetune.data=test finetune.test_time_ema_decay=0.99 seed=1
 for seed in 42 1; do
