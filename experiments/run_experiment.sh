@@ -2,9 +2,10 @@
 # Usage: experiments/run_experiment.sh NAME [-m] [hydra overrides...]
 # Runs `python -m spade_pl` ($PYTHON, default .venv/bin/python) with the overrides into
 # logs/experiments/NAME and copies the result files (results/benchmark json+md, results.png, the
-# Hydra overrides, the log) into experiments/results/NAME, so every number quoted in README.md comes
-# from a committed command with a committed output. With -m (a sweep), every job's files go to
-# experiments/results/NAME/<job>/ and the sweep's sweep.md, sweep.csv and pareto.png to experiments/results/NAME/.
+# Hydra overrides, the log, each training stage's per-epoch metrics as metrics_<stage>.csv) into
+# experiments/results/NAME, so every number quoted in README.md comes from a committed command with a
+# committed output. With -m (a sweep), every job's files go to experiments/results/NAME/<job>/ and the
+# sweep's sweep.md, sweep.csv and pareto.png to experiments/results/NAME/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; shift
@@ -24,6 +25,9 @@ copy_results() {  # copy_results FROM TO: the files a run leaves that README quo
   mkdir -p "$2"
   for f in results.json results.md results.png benchmark.json benchmark.md target_speedup.json .hydra/overrides.yaml; do
     if [ -f "$1/$f" ]; then cp "$1/$f" "$2"/; fi
+  done
+  for m in "$1"/csv/pretrain/metrics.csv "$1"/csv/finetune-*/metrics.csv; do  # per-epoch curves of training
+    if [ -f "$m" ]; then cp "$m" "$2/metrics_$(basename "$(dirname "$m")").csv"; fi
   done
 }
 rm -rf "$out"

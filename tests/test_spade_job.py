@@ -13,6 +13,9 @@ from spade_pl.module import NonFiniteLossError
 from spade_pl.pipeline import Run, run
 from spade_pl.teacher import teacher_key
 
+# a few batches, two fine-tuning epochs and a one-repetition benchmark: a whole job in seconds
+SHORT_FINETUNE = ("debug=limit", "finetune.max_epochs=2", "benchmark.repeats=1", "benchmark.warmup=0")
+
 
 @pytest.fixture
 def poisoned_ground_truth(monkeypatch):
@@ -50,10 +53,7 @@ def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
         f"finetune={strategy}",
         f"finetune.data={data}",
         f"ckpt_path={dense_ckpt}",
-        "debug=limit",
-        "finetune.max_epochs=2",
-        "benchmark.repeats=1",
-        "benchmark.warmup=0",
+        *SHORT_FINETUNE,
     )
     out = run(cfg)
     checkpoint = torch.load(out["finetuned_checkpoint"], weights_only=True)
@@ -223,10 +223,7 @@ def test_weight_averaging_is_what_fine_tuning_selects_and_the_report_tests(make_
         "finetune=distill",
         "finetune.ema_decay=0.5",
         f"ckpt_path={dense_ckpt}",
-        "debug=limit",
-        "finetune.max_epochs=2",
-        "benchmark.repeats=1",
-        "benchmark.warmup=0",
+        *SHORT_FINETUNE,
     )
     out = run(cfg)
     checkpoint = torch.load(out["finetuned_checkpoint"], weights_only=True)
