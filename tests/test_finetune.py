@@ -10,6 +10,7 @@ from spade_pl.data.embedded import birdcage_maps
 from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
+from spade_pl.finetune.base import ReconstructionLoss
 from spade_pl.finetune.selfsup import default_transforms, relative_error
 from spade_pl.finetune.transforms import Rotations, Shifts, Union, rotate
 from spade_pl.models import E2EVarNet
@@ -68,6 +69,24 @@ def test_supervised_is_zero_for_a_perfect_reconstruction_and_positive_otherwise(
     loss, logs = Supervised("l1")(batch, ZeroFilledSense(1.0))
     assert loss.item() < 1e-5 and "supervised" in logs
     assert Supervised("l1")(batch, ZeroFilledSense(0.5))[0].item() > 0.1
+
+
+@pytest.mark.parametrize("kind", ReconstructionLoss.KINDS)
+def test_every_loss_is_zero_at_the_reference_and_grows_with_the_error(kind):
+    torch.manual_seed(0)
+    reference = torch.rand(2, 16, 16) + 0.1
+    noise = torch.randn_like(reference)
+    losses = [ReconstructionLoss(kind)(reference + scale * noise, reference).item() for scale in (0, 0.05, 0.2)]
+    assert losses[0] < 1e-6 < losses[1] < losses[2]
+
+
+def test_the_mse_loss_is_the_relative_squared_error_whatever_the_data_scale():
+    torch.manual_seed(0)
+    reference, prediction = torch.rand(2, 16, 16), torch.rand(2, 16, 16)
+    expected = ((prediction - reference) ** 2).sum() / (reference**2).sum()
+    for scale in (1e-4, 1.0):
+        loss = ReconstructionLoss("mse")(scale * prediction, scale * reference)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_distill_matches_teacher_and_only_the_student_gets_gradients():

@@ -16,12 +16,14 @@ from spade_pl.models.base import MBDLNetwork
 class ReconstructionLoss(nn.Module):
     """ℓ(prediction, reference) on real images ``(B, h, w)`` (MRI magnitudes) or ``(B, C, h, w)`` (colour).
 
-    ``ssim`` (1 − fastMRI SSIM, data range = the reference's per-image maximum), ``l1``, ``smooth_l1``, and
+    ``ssim`` (1 − fastMRI SSIM, data range = the reference's per-image maximum), ``l1``, ``smooth_l1``,
     ``l1_ssim`` = (1 − SSIM) + ‖p − r‖₁ / ‖r‖₁: both terms unitless, so neither dominates whatever the data's
-    scale; L1 keeps intensities right, SSIM keeps the structure that L1 alone lets a small network blur.
+    scale; L1 keeps intensities right, SSIM keeps the structure that L1 alone lets a small network blur; and
+    ``mse`` = ‖p − r‖² / ‖r‖², the squared error PSNR measures, unitless (a plain MSE of images normalised to
+    a k-space maximum of 1 is ~1e-7, where Adam's epsilon starts to damp the steps).
     """
 
-    KINDS = ("ssim", "l1", "smooth_l1", "l1_ssim")
+    KINDS = ("ssim", "l1", "smooth_l1", "l1_ssim", "mse")
 
     def __init__(self, kind: str = "ssim"):
         super().__init__()
@@ -34,6 +36,8 @@ class ReconstructionLoss(nn.Module):
             return nn.functional.l1_loss(prediction, reference)
         if self.kind == "smooth_l1":
             return nn.functional.smooth_l1_loss(prediction, reference)
+        if self.kind == "mse":
+            return (prediction - reference).square().sum() / reference.square().sum().clamp_min(1e-24)
         data_range = reference.flatten(1).amax(dim=1)
         per_plane = data_range.repeat_interleave(planes(reference).shape[0] // reference.shape[0])
         structure = self.ssim(planes(prediction), planes(reference), per_plane)
