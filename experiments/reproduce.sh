@@ -38,6 +38,10 @@ paper="stage=benchmark network=e2e_varnet_paper benchmark.size=320 benchmark.coi
 c16sens="network.model.chans=16 prune.include_sensitivity_net=true"
 ./run_experiment.sh default_bench_c16_sens stage=benchmark prune.ratio=0.5 $c16sens
 ./run_experiment.sh default_bench_c16_sens_run2 stage=benchmark prune.ratio=0.5 $c16sens
+# the dense network that SPADE turns into the default's shape, and the default on a fastMRI-sized slice
+./run_experiment.sh default_bench_c8_s8_sens stage=benchmark prune.ratio=0.5 network.model.chans=8 network.model.sens_chans=8 prune.include_sensitivity_net=true
+./run_experiment.sh default_bench_c16_s8_sens stage=benchmark prune.ratio=0.5 network.model.chans=16 network.model.sens_chans=8 prune.include_sensitivity_net=true
+./run_experiment.sh default_bench_c8_320 stage=benchmark prune.ratio=0.5 benchmark.size=320 benchmark.coils=16
 # what that size costs in quality (validation split, its own teacher: a fresh cache)
 (export SPADE_PL_CACHE=$(mktemp -d)
  ./run_experiment.sh val_c16_sens_distill eval_split=val prune.ratio=0.5 $c16sens

@@ -184,6 +184,7 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
 def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
     base = teacher_key(make_cfg())
     assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
+    assert teacher_key(make_cfg("network.supervised_lr=0.5")) == base
     assert teacher_key(make_cfg("network.selfsup_lr=0.5", "network.selfsup_epochs=3")) == base
     assert teacher_key(make_cfg("network.selfsup_ema_decay=0.5")) == base
     assert teacher_key(make_cfg("problem.ei_weight=1")) == base
@@ -213,6 +214,18 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
         "varnet": (10, 1e-3, None),
     }
     assert make_cfg("network=e2e_varnet", "finetune=distill", tiny=False).finetune.ema_decay is None
+    # supervised fine-tuning takes the network's own rate where it sets one, else the fine-tuning rate
+    rates = {
+        (n, s): make_cfg(f"network={n}", f"finetune={s}", tiny=False).finetune.optimizer.lr
+        for n in ("e2e_varnet", "e2e_varnet_paper")
+        for s in ("supervised", "distill")
+    }
+    assert rates == {
+        ("e2e_varnet", "supervised"): 5e-3,
+        ("e2e_varnet", "distill"): 3e-3,
+        ("e2e_varnet_paper", "supervised"): 1e-3,
+        ("e2e_varnet_paper", "distill"): 1e-3,
+    }
     assert make_cfg("network=e2e_varnet_paper", tiny=False).finetune.max_epochs == 10
     assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None

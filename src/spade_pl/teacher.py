@@ -30,6 +30,7 @@ SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
 IGNORED = {"data": ("num_workers",), "trainer": ("default_root_dir",), "problem": ("ei_weight",)}
 IGNORED_NETWORK = (
     "finetune_lr",
+    "supervised_lr",
     "finetune_epochs",
     "selfsup_epochs",
     "selfsup_lr",
