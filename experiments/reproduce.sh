@@ -13,7 +13,9 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 # since: add finetune.max_epochs=10 finetune.optimizer.lr=1e-3 to those runs; test-time runs with
 # finetune.test_time_lr=null used the optimizer's 1e-3 too). Train-split selfsup of the default E2E-VarNet ran
 # at 3e-3 without weight averaging from then until commit f25a798 (5e-3 with finetune.ema_decay=0.99 since):
-# add finetune.optimizer.lr=3e-3 finetune.ema_decay=null to the runs between.
+# add finetune.optimizer.lr=3e-3 finetune.ema_decay=null to the runs between. Supervised fine-tuning of the
+# default E2E-VarNet ran at 3e-3 until commit c233673 (network.supervised_lr=5e-3 since): add
+# finetune.optimizer.lr=3e-3 to the supervised runs above the block that chose 5e-3.
 # Timings committed before benchmark.memory_format existed ran in the contiguous layout; their commands below
 # say so (benchmark.memory_format=contiguous); the *_auto runs use the default, the layout measured per network.
 # paper E2E-VarNet, 320x320, 16 coils: dense vs pruned timing on this CPU (random weights: the time of a
@@ -132,6 +134,19 @@ val supervised_40ep_seed1 finetune=supervised finetune.max_epochs=40 seed=1
 val supervised_30ep_lr3e-3_cos_seed1 finetune=supervised seed=1 "$cos"
 val supervised_30ep_ema0.99_seed1 finetune=supervised finetune.ema_decay=0.99 seed=1
 val supervised_30ep_ema0.99 finetune=supervised finetune.ema_decay=0.99
+# a squared-error loss and larger steps for supervised fine-tuning, the larger step for distillation, both seeds
+# (ran before commit c233673, i.e. at 3e-3 unless set here); then the test split once per seed at the chosen 5e-3
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  val "supervised_30ep_mse$suffix" finetune=supervised finetune.objective.loss=mse finetune.optimizer.lr=3e-3 seed=$seed
+  val "supervised_30ep_lr5e-3$suffix" finetune=supervised finetune.optimizer.lr=5e-3 seed=$seed
+  val "supervised_30ep_lr1e-2$suffix" finetune=supervised finetune.optimizer.lr=1e-2 seed=$seed
+  val "distill_30ep_lr5e-3$suffix" finetune=distill finetune.optimizer.lr=5e-3 seed=$seed
+done
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  ./run_experiment.sh "main_supervised_30ep_lr5e-3$suffix" prune.ratio=0.5 finetune=supervised seed=$seed
+done
 # the test split once per seed at the chosen self-supervised recipe (20 epochs at 5e-3, weight averaging 0.99)
 for seed in 42 1; do
   suffix=$([ $seed = 42 ] || echo "_seed$seed")
