@@ -19,8 +19,8 @@ class ReconstructionLoss(nn.Module):
     ``ssim`` (1 − fastMRI SSIM, data range = the reference's per-image maximum), ``l1``, ``smooth_l1``,
     ``l1_ssim`` = (1 − SSIM) + ‖p − r‖₁ / ‖r‖₁: both terms unitless, so neither dominates whatever the data's
     scale; L1 keeps intensities right, SSIM keeps the structure that L1 alone lets a small network blur; and
-    ``mse`` = ‖p − r‖² / ‖r‖², the squared error PSNR measures, unitless (a plain MSE of images normalised to
-    a k-space maximum of 1 is ~1e-7, where Adam's epsilon starts to damp the steps).
+    ``mse`` = ‖p − r‖² / ‖r‖², the squared error PSNR measures, made unitless like the others (a plain MSE
+    scales with the square of the data's scale, and at a small enough scale Adam's epsilon damps the steps).
     """
 
     KINDS = ("ssim", "l1", "smooth_l1", "l1_ssim", "mse")
