@@ -300,6 +300,17 @@ def test_selfsup_split_term_is_logged_and_trains():
         SelfSupervised(split_fraction=1.5)
 
 
+def test_validation_scores_the_split_its_seed_draws():
+    student, batch = _tiny_varnet(1).eval(), _batch()
+
+    def held_out_error(seed: int) -> float:
+        objective = SelfSupervised(Rotations([90]), split_weight=1.0, eval_split_seed=seed)
+        return float(objective(batch, student)[1]["selfsup_split"])
+
+    assert held_out_error(0) == held_out_error(0)  # epochs compare on one split ...
+    assert held_out_error(0) != held_out_error(1)  # ... and another seed holds out other columns
+
+
 def test_e2e_varnet_predicts_coil_kspace_that_its_image_output_combines():
     net, batch = _tiny_varnet(0).eval(), _batch(with_maps=False)
     physics = MultiCoilMRI(mask=batch.mask, num_low_frequencies=6)

@@ -1,5 +1,7 @@
 """The main job: teacher reuse, ground-truth-free fine-tuning and selection, non-finite losses, bad input."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+from conftest import tiny_overrides
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
 from spade_pl.module import NonFiniteLossError
@@ -181,12 +184,27 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
         run(cfg)
 
 
+def test_selfsup_criterion_scores_each_checkpoint_on_the_validation_measurements(make_cfg, dense_ckpt, cache_dir):
+    """experiments/selfsup_criterion.py: one row per checkpoint (dense or pruned), the weight-free terms averaged
+    over the draws."""
+    pruned = run(make_cfg("finetune=none", f"ckpt_path={dense_ckpt}", *SHORT_FINETUNE))["pruned_checkpoint"]
+    script = Path(__file__).parents[1] / "experiments" / "selfsup_criterion.py"
+    checkpoints = [str(dense_ckpt), str(pruned), str(pruned)]
+    args = ["--draws", "2", *checkpoints, *tiny_overrides(), f"paths.cache_dir={cache_dir}"]
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| /")]
+    assert [row[0][2:] for row in rows] == checkpoints
+    assert rows[1] == rows[2] and rows[0][1:] != rows[1][1:]  # deterministic, and it tells the models apart
+    assert all(float(value.strip(" |")) > 0 for row in rows for value in row[1:])
+
+
 def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
     base = teacher_key(make_cfg())
     assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
     assert teacher_key(make_cfg("network.supervised_lr=0.5")) == base
     assert teacher_key(make_cfg("network.selfsup_lr=0.5", "network.selfsup_epochs=3")) == base
-    assert teacher_key(make_cfg("network.selfsup_ema_decay=0.5")) == base
+    assert teacher_key(make_cfg("network.selfsup_ema_decay=0.5", "network.selfsup_ei_weight=1")) == base
     assert teacher_key(make_cfg("problem.ei_weight=1")) == base
     assert teacher_key(make_cfg("network.lr=0.5")) != base
 
@@ -199,20 +217,22 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 10
     varnet = make_cfg("network=e2e_varnet", "pretrain.max_epochs=3", tiny=False)
     assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 30, 2)
-    # self-supervised fine-tuning takes the network's own epochs, rate and weight averaging where it sets
-    # them, else its fine-tuning epochs, 1e-3 and none
+    # self-supervised fine-tuning takes the network's own epochs, rate, weight averaging and EI weight where it
+    # sets them, else its fine-tuning epochs, 1e-3, none and the problem's EI weight
 
-    def selfsup_recipe(network: str) -> tuple[int, float, float | None]:
+    def selfsup_recipe(network: str) -> tuple[int, float, float | None, float]:
         finetune = make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune
-        return finetune.max_epochs, finetune.optimizer.lr, finetune.ema_decay
+        return finetune.max_epochs, finetune.optimizer.lr, finetune.ema_decay, finetune.objective.ei_weight
 
     assert {n: selfsup_recipe(n) for n in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")} == {
-        "e2e_varnet": (20, 5e-3, 0.99),
-        "e2e_varnet_paper": (10, 1e-3, None),
-        "deq": (5, 1e-3, None),
-        "deq_paper": (10, 1e-3, None),
-        "varnet": (10, 1e-3, None),
+        "e2e_varnet": (20, 5e-3, 0.99, 10.0),
+        "e2e_varnet_paper": (10, 1e-3, None, 5.0),
+        "deq": (5, 1e-3, None, 5.0),
+        "deq_paper": (10, 1e-3, None, 5.0),
+        "varnet": (10, 1e-3, None, 5.0),
     }
+    sr = make_cfg("problem=sr", "network=deq_sr", "finetune=selfsup", tiny=False)
+    assert sr.finetune.objective.ei_weight == 10.0
     assert make_cfg("network=e2e_varnet", "finetune=distill", tiny=False).finetune.ema_decay is None
     # supervised fine-tuning takes the network's own rate where it sets one, else the fine-tuning rate
     rates = {

@@ -35,6 +35,7 @@ IGNORED_NETWORK = (
     "selfsup_epochs",
     "selfsup_lr",
     "selfsup_ema_decay",
+    "selfsup_ei_weight",
     "finetune_scheduler",
 )
 

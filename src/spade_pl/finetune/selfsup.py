@@ -47,7 +47,11 @@ def default_transforms(physics: Physics) -> TransformGroup:
 
 
 class SelfSupervised(Objective):
-    """Measurement consistency + EI; ``transform`` is the group (``None``: :func:`default_transforms`)."""
+    """Measurement consistency + EI; ``transform`` is the group (``None``: :func:`default_transforms`).
+
+    Training draws a new split every step; evaluation always uses the one drawn from ``eval_split_seed``, so
+    ``val/loss`` compares epochs (``experiments/selfsup_criterion.py`` averages over many seeds instead).
+    """
 
     uses_ground_truth = False
 
@@ -57,6 +61,7 @@ class SelfSupervised(Objective):
         ei_weight: float = 1.0,
         split_weight: float = 0.0,
         split_fraction: float = 0.4,
+        eval_split_seed: int = 0,
     ):
         super().__init__()
         require(ei_weight >= 0, f"finetune.objective.ei_weight={ei_weight} is invalid; allowed: >= 0")
@@ -69,6 +74,7 @@ class SelfSupervised(Objective):
         self.ei_weight = float(ei_weight)
         self.split_weight = float(split_weight)
         self.split_fraction = float(split_fraction)
+        self.eval_split_seed = int(eval_split_seed)
 
     @staticmethod
     def fixed_operator(y: Tensor, physics: Physics, student: MBDLNetwork, teacher: MBDLNetwork | None) -> Physics:
@@ -133,7 +139,7 @@ class SelfSupervised(Objective):
         loss = mc + self.ei_weight * ei
         logs = {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}
         if self.split_weight > 0:
-            generator = None if student.training else torch.Generator().manual_seed(0)
+            generator = None if student.training else torch.Generator().manual_seed(self.eval_split_seed)
             kept, held_out = physics.split(self.split_fraction, generator)
             x_kept = estimate(kept.apply_mask(y), kept)
             held_operator = operator.with_mask(held_out.mask)
