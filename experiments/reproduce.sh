@@ -15,7 +15,9 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 # at 3e-3 without weight averaging from then until commit f25a798 (5e-3 with finetune.ema_decay=0.99 since):
 # add finetune.optimizer.lr=3e-3 finetune.ema_decay=null to the runs between. Supervised fine-tuning of the
 # default E2E-VarNet ran at 3e-3 until commit c233673 (network.supervised_lr=5e-3 since): add
-# finetune.optimizer.lr=3e-3 to the supervised runs above the block that chose 5e-3.
+# finetune.optimizer.lr=3e-3 to the supervised runs above the block that chose 5e-3. Self-supervised fine-tuning
+# of the default E2E-VarNet ran at EI weight 5 until commit c31eab0 (network.selfsup_ei_weight=10 since): add
+# finetune.objective.ei_weight=5 to the selfsup runs above the block that chose 10.
 # Timings committed before benchmark.memory_format existed ran in the contiguous layout; their commands below
 # say so (benchmark.memory_format=contiguous); the *_auto runs use the default, the layout measured per network.
 # paper E2E-VarNet, 320x320, 16 coils: dense vs pruned timing on this CPU (random weights: the time of a
@@ -163,6 +165,21 @@ for seed in 42 1; do
     ./run_experiment.sh "main_${strategy}_30ep$suffix" prune.ratio=0.5 finetune=$strategy seed=$seed
   done
   ./run_experiment.sh "main_selfsup_20ep$suffix" prune.ratio=0.5 finetune=selfsup seed=$seed
+done
+# more EI weight for self-supervised fine-tuning (both seeds), compared without ground truth on the terms that do
+# not depend on the weights, 12 splits and every quarter turn per checkpoint; then the test split once per seed
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  val "selfsup_20ep_ei10$suffix" finetune=selfsup finetune.objective.ei_weight=10 seed=$seed
+  val "selfsup_20ep_ei20$suffix" finetune=selfsup finetune.objective.ei_weight=20 seed=$seed
+done
+mkdir -p results/selfsup_criterion_ei
+(cd ../logs/experiments && "${PYTHON:-../../.venv/bin/python}" ../../experiments/selfsup_criterion.py \
+  val_selfsup_20ep_{ema0.99_lr5e-3,ei10,ei20}{,_seed1}/checkpoints/finetune-selfsup/best.ckpt) \
+  | tee results/selfsup_criterion_ei/table.md
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  ./run_experiment.sh "main_selfsup_20ep_ei10$suffix" prune.ratio=0.5 finetune=selfsup seed=$seed
 done
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
