@@ -251,6 +251,27 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
     assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None
 
 
+def test_frozen_priors_keep_their_weights_through_fine_tuning(make_cfg, dense_ckpt):
+    cfg = make_cfg("finetune=selfsup", "finetune.frozen_priors=[sens]", f"ckpt_path={dense_ckpt}", *SHORT_FINETUNE)
+    out = run(cfg)
+    dense = Run(cfg).load_network(dense_ckpt)[0].priors()
+    tuned = Run(cfg).load_network(out["finetuned_checkpoint"])[0].priors()
+    kept = dense["sens"].state_dict()  # (the weight average of a constant rounds to it within float precision)
+    assert all(torch.allclose(v, kept[k], rtol=0, atol=1e-6) for k, v in tuned["sens"].state_dict().items())
+    last = dense["cascade0"].state_dict()["up_conv.1.1.bias"], tuned["cascade0"].state_dict()["up_conv.1.1.bias"]
+    assert not torch.allclose(*last, rtol=0, atol=1e-6)  # the output layer's bias (never pruned) trained
+
+
+def test_test_time_adaptation_takes_its_own_ei_weight(make_cfg):
+    """The default E2E-VarNet weighs EI 10 on the training split, test-time adaptation the problem's 5."""
+    assert make_cfg("finetune=selfsup").finetune.objective.ei_weight == 10.0
+    assert Run(make_cfg("finetune=selfsup", "finetune.data=test")).test_time_recipe().objective.ei_weight == 5.0
+    recipe = Run(
+        make_cfg("finetune=selfsup", "finetune.data=test", "finetune.test_time_ei_weight=null")
+    ).test_time_recipe()
+    assert recipe.objective.ei_weight == 10.0  # null: the objective's own
+
+
 def test_weight_averaging_is_what_fine_tuning_selects_and_the_report_tests(make_cfg, dense_ckpt):
     cfg = make_cfg(
         "finetune=distill",

@@ -57,6 +57,11 @@ def check_config(cfg: DictConfig) -> None:
             require_int(f"{section}.test_time_epochs", node.test_time_epochs, 1)
         if node.get("test_time_lr") is not None:
             require_positive(f"{section}.test_time_lr", node.test_time_lr)
+        weight = node.get("test_time_ei_weight")
+        require(
+            weight is None or (_is_number(weight) and weight >= 0),
+            f"{section}.test_time_ei_weight={weight!r} is invalid; allowed: null (the objective's) or numbers >= 0",
+        )
         for key in ("ema_decay", "test_time_ema_decay"):
             decay = node.get(key)
             require(

@@ -7,7 +7,7 @@ thing that changes between dense pre-training, supervised, distill and self-supe
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from spade_pl.batch import Sample
 from spade_pl.distributed import gather_unique
-from spade_pl.errors import SpadeInputError
+from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
 from spade_pl.image_logging import log_panel, panel
 from spade_pl.metrics import slice_metrics, volume_metrics
@@ -31,11 +31,26 @@ class NonFiniteLossError(SpadeInputError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept and training stops."""
 
 
+def freeze_priors(network: MBDLNetwork, names: Sequence[str]) -> None:
+    """Take the priors ``names`` of ``network`` out of training (no gradient); one line for a name it lacks."""
+    priors = network.priors()
+    unknown = sorted(set(names) - set(priors))
+    require(
+        not unknown,
+        f"finetune.frozen_priors={list(names)} names no prior of this network ({', '.join(unknown)}); "
+        f"allowed: {', '.join(priors)}",
+    )
+    for name in names:
+        priors[name].requires_grad_(False)
+
+
 class ReconModule(L.LightningModule):
     """Trains ``network`` with ``objective``; validation and test report PSNR/SSIM against ground truth.
 
     ``teacher`` (the frozen dense network for distillation) is deliberately *not* a registered
     sub-module: it is not in ``parameters()`` (so never in the optimizer) nor in the saved state dict.
+    ``frozen_priors`` names priors of ``network`` that keep their weights (no gradient, not in the optimizer),
+    e.g. ``sens``: E2E-VarNet's dense sensitivity net, whose backward is a quarter of a fine-tuning step.
     """
 
     def __init__(
@@ -48,8 +63,10 @@ class ReconModule(L.LightningModule):
         metric_border: int = 0,
         num_log_images: int = 2,
         teacher: MBDLNetwork | None = None,
+        frozen_priors: Sequence[str] = (),
     ):
         super().__init__()
+        freeze_priors(network, frozen_priors)
         self.save_hyperparameters(ignore=["network", "objective", "optimizer", "scheduler", "teacher"])
         self.network = network
         self.objective = objective
@@ -79,7 +96,7 @@ class ReconModule(L.LightningModule):
         self._move_teacher()
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.network.parameters())
+        optimizer = self.optimizer_factory(params=[p for p in self.network.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
