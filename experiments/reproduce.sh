@@ -181,6 +181,16 @@ for seed in 42 1; do
   suffix=$([ $seed = 42 ] || echo "_seed$seed")
   ./run_experiment.sh "main_selfsup_20ep_ei10$suffix" prune.ratio=0.5 finetune=selfsup seed=$seed
 done
+# test-time adaptation at EI weight 10 (ran before finetune.test_time_ei_weight existed, i.e. at 10), against
+# the test-time rows above (weight 5), on the same weight-free terms
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  val "selfsup_testtime_30ep_lr3e-3_ei10$suffix" finetune=selfsup finetune.data=test finetune.test_time_ei_weight=10 seed=$seed
+done
+mkdir -p results/selfsup_criterion_testtime
+(cd ../logs/experiments && "${PYTHON:-../../.venv/bin/python}" ../../experiments/selfsup_criterion.py \
+  val_selfsup_testtime_30ep_lr3e-3{,_ei10}{,_seed1}/checkpoints/finetune-selfsup/best.ckpt) \
+  | tee results/selfsup_criterion_testtime/table.md
 # DEQ: paper configuration timing at 320x320 (iterations reported; same tolerance for both), then the
 # DEQ main job on the embedded default
 ./run_experiment.sh bench_deq_paper stage=benchmark network=deq_paper benchmark.size=320 benchmark.coils=16 \
