@@ -50,7 +50,7 @@ class ReconModule(L.LightningModule):
     ``teacher`` (the frozen dense network for distillation) is deliberately *not* a registered
     sub-module: it is not in ``parameters()`` (so never in the optimizer) nor in the saved state dict.
     ``frozen_priors`` names priors of ``network`` that keep their weights (no gradient, not in the optimizer),
-    e.g. ``sens``: E2E-VarNet's dense sensitivity net, whose backward is a quarter of a fine-tuning step.
+    e.g. ``sens``: E2E-VarNet's sensitivity net, which pruning leaves dense.
     """
 
     def __init__(
