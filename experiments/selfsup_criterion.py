@@ -15,18 +15,12 @@ measurements only, never the ground truth.
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from validation_run import validation_run
 
-from spade_pl.__main__ import config_dir
 from spade_pl.finetune import SelfSupervised
 from spade_pl.finetune.transforms import Rotations
-from spade_pl.pipeline import Run
 
 QUARTER_TURNS = (90.0, 180.0, 270.0)
 TERMS = ("selfsup_split", "selfsup_ei", "selfsup_mc")
@@ -55,14 +49,7 @@ def main() -> None:
     options = parser.parse_args()
     checkpoints = [a for a in options.args if a.endswith(".ckpt")]
     overrides = [a for a in options.args if not a.endswith(".ckpt")]
-    torch.set_num_threads(2)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["eval_split=val", *overrides], return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = tempfile.mkdtemp(prefix="selfsup_criterion_")  # writes nothing worth keeping
-    run = Run(cfg)
+    run = validation_run(overrides, "selfsup_criterion_")
     batches = list(run.datamodule.test_dataloader())  # the evaluation split: val
     print(f"| checkpoint | held-out k-space error | EI error | measurement consistency |  ({options.draws} draws)")
     print("|---|---:|---:|---:|")

@@ -11,19 +11,12 @@ only (eval_split=val), never the test split.
 from __future__ import annotations
 
 import sys
-import tempfile
 
 import numpy as np
 import torch
 from fastmri import evaluate
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from skimage.metrics import structural_similarity
-
-from spade_pl.__main__ import config_dir
-from spade_pl.pipeline import Run
+from validation_run import validation_run
 
 
 def magnitudes(network, batch) -> np.ndarray:
@@ -31,14 +24,7 @@ def magnitudes(network, batch) -> np.ndarray:
 
 
 def main(dense_ckpt: str, pruned_ckpt: str, *overrides: str) -> None:
-    torch.set_num_threads(2)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["eval_split=val", *overrides], return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = tempfile.mkdtemp(prefix="ssim_background_")  # writes nothing worth keeping
-    run = Run(cfg)
+    run = validation_run(list(overrides), "ssim_background_")
     networks = {"dense": run.load_network(dense_ckpt)[0], "pruned": run.load_network(pruned_ckpt)[0]}
     volumes: dict[str, dict[str, list[np.ndarray]]] = {}
     with torch.no_grad():
