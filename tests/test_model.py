@@ -107,6 +107,30 @@ def test_channels_last_instance_norm_keeps_the_layout_and_the_values_whichever_k
     assert (tuple(other.shape), other.dtype, torch.get_num_threads()) not in norms._VIA_CONTIGUOUS
 
 
+def test_channels_last_instance_norm_under_autograd_normalises_a_contiguous_copy(monkeypatch):
+    from spade_pl.models import norms
+
+    torch.manual_seed(0)
+    norm = norms.GroupKernelInstanceNorm2d(4)
+    x = (torch.randn(2, 4, 12, 12) * 3 + 1).contiguous(memory_format=torch.channels_last).requires_grad_()
+    reference = x.detach().contiguous().requires_grad_()
+    expected = torch.nn.InstanceNorm2d(4)(reference)
+    layouts = []
+    kernel = norms._kernel
+    monkeypatch.setattr(norms, "_kernel", lambda t, eps: layouts.append(t.is_contiguous()) or kernel(t, eps))
+    out = norm(x)
+    assert layouts == [True]  # the kernel saw a contiguous copy, never the channels-last tensor
+    assert out.is_contiguous(memory_format=torch.channels_last)  # the next convolution keeps its layout
+    assert torch.allclose(out, expected, atol=1e-5)
+    grad = torch.randn_like(out)
+    (grad_ours,) = torch.autograd.grad(out, x, grad)
+    (grad_reference,) = torch.autograd.grad(expected, reference, grad)
+    assert torch.allclose(grad_ours, grad_reference, atol=1e-5)
+    with torch.no_grad():
+        norm(x)
+    assert layouts == [True, False]  # inference keeps the channels-last kernel (or the measured one)
+
+
 def test_sensitivity_maps_with_a_known_centre_equal_fastmris_sensitivity_model():
     torch.manual_seed(0)
     net = E2EVarNet(num_cascades=1, chans=4, pools=2, sens_chans=2, sens_pools=2).eval()
