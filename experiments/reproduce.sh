@@ -290,6 +290,9 @@ done
 # channels-last instance norm: the two kernels per shape, and the paper network's forward with each
 mkdir -p results/instance_norm_kernels
 "${PYTHON:-../.venv/bin/python}" instance_norm_kernels.py | tee results/instance_norm_kernels/output.txt
+# the same two kernels under autograd, and a training step of the default network with each (commit 75c9c4e)
+mkdir -p results/training_step_time
+"${PYTHON:-../.venv/bin/python}" training_step_time.py | tee results/training_step_time/output.txt
 # eager vs torch.compile on the default network (why benchmark.runtime has no compile)
 mkdir -p results/compile_timing
 "${PYTHON:-../.venv/bin/python}" compile_timing.py | tee results/compile_timing/timings.txt
