@@ -106,10 +106,11 @@ class GroupKernelInstanceNorm2d(nn.InstanceNorm2d):
     Channels-last activations in timed inference (:func:`measured_kernels`; fastmri's sensitivity net gets one
     from its complex-to-channel permute, every prior in ``benchmark.memory_format=channels_last``) take
     :func:`channels_last_instance_norm`. Under autograd on CPU they are normalised on a contiguous copy, always
-    (a fixed rule, so training is reproducible): PyTorch's channels-last group-norm backward measured 2-7x slower
-    than copying, normalising and copying back at every width of E2E-VarNet's U-Nets (e.g. 16 x 4 x 128 x 128:
-    9.4 ms vs 1.9 ms forward and backward), which took a self-supervised step of the default E2E-VarNet from
-    0.59 s to 0.80 s; the convolutions stay channels-last, where their backward is faster than contiguous.
+    (a fixed rule, so training is reproducible): PyTorch's channels-last group-norm backward measured up to 5x
+    slower than copying, normalising and copying back at most widths of E2E-VarNet's U-Nets (16 x 4 x 128 x 128:
+    8.9 ms vs 1.8 ms forward and backward; a few were slightly faster), which made a self-supervised step of the
+    pruned default E2E-VarNet take 0.76 s instead of 0.56 s (``experiments/training_step_time.py``). The
+    convolutions stay channels-last, where their backward is the faster one.
     """
 
     def forward(self, x: Tensor) -> Tensor:
