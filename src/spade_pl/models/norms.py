@@ -51,26 +51,19 @@ def _best_seconds(fn: Callable[[], Tensor]) -> tuple[float, Tensor]:
     return best, out
 
 
+def _channels_last_on_cpu(x: Tensor) -> bool:
+    """A CPU activation in the channels-last layout only: where the kernel is worth choosing."""
+    return x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def _tunable(x: Tensor) -> bool:
     """A channels-last CPU activation in timed inference outside a trace: where the kernel is chosen by timing."""
-    return (
-        _MEASURING
-        and x.device.type == "cpu"
-        and not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not x.is_contiguous()
-    )
+    return _MEASURING and not torch.is_grad_enabled() and not torch.jit.is_tracing() and _channels_last_on_cpu(x)
 
 
 def _trained_channels_last(x: Tensor) -> bool:
     """A channels-last CPU activation under autograd: normalised on a contiguous copy (see the class)."""
-    return (
-        x.device.type == "cpu"
-        and torch.is_grad_enabled()
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not x.is_contiguous()
-    )
+    return torch.is_grad_enabled() and _channels_last_on_cpu(x)
 
 
 def channels_last_instance_norm(x: Tensor, eps: float) -> Tensor:
