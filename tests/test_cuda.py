@@ -76,12 +76,20 @@ def test_an_e2e_varnet_forward_at_a_known_centre_never_waits_for_the_gpu():
             torch.cuda.set_sync_debug_mode("default")
 
 
-@pytest.mark.parametrize("network", ["e2e_varnet", "deq"])
-def test_main_job_trains_prunes_and_benchmarks_on_gpu(make_cfg, network):
+@pytest.mark.parametrize(
+    ("network", "finetune", "model"),
+    [
+        ("e2e_varnet", "distill", "pruned + distill"),
+        ("deq", "distill", "pruned + distill"),
+        ("e2e_varnet", "selfsup", "pruned + selfsup"),  # rotations, splits and averaging on the GPU
+        ("e2e_varnet", "selfsup finetune.data=test", "pruned + selfsup (test-time)"),
+    ],
+)
+def test_main_job_trains_prunes_and_benchmarks_on_gpu(make_cfg, network, finetune, model):
     out = run(
         make_cfg(
             f"network={network}",
-            "finetune=distill",
+            *f"finetune={finetune}".split(),
             "debug=limit",
             "trainer.accelerator=gpu",
             "benchmark.repeats=2",
@@ -89,5 +97,5 @@ def test_main_job_trains_prunes_and_benchmarks_on_gpu(make_cfg, network):
         )
     )
     assert out["benchmark"]["device"] == torch.cuda.get_device_name()
-    final = out["models"]["pruned + distill"]["mean"]
+    final = out["models"][model]["mean"]
     assert all(torch.isfinite(torch.tensor(v)) for v in final.values())
