@@ -205,6 +205,10 @@ for seed in 42 1; do
   val "selfsup_30ep_ei10_ema0.98$suffix" finetune=selfsup network.selfsup_epochs=30 seed=$seed
 done
 val selfsup_30ep_ei10_ema0.98_cos finetune=selfsup network.selfsup_epochs=30 "$cos30"
+# two rotations per step, and a shorter weight average (seed 1 not run: seed 42 ruled each out)
+val selfsup_20ep_ei10_ema0.98_nt2 finetune=selfsup \
+  'finetune.objective.transform={_target_:spade_pl.finetune.transforms.Rotations,num_transforms:2}'
+val selfsup_20ep_ei10_ema0.97 finetune=selfsup finetune.ema_decay=0.97
 # the sensitivity net frozen (finetune.frozen_priors), 26 epochs in the time of 20 (seed 1 stopped: seed 42 ruled it out)
 val selfsup_26ep_frozen_sens finetune=selfsup 'finetune.frozen_priors=[sens]' finetune.max_epochs=26
 mkdir -p results/selfsup_criterion_testtime
