@@ -51,8 +51,19 @@ c16sens="network.model.chans=16 prune.include_sensitivity_net=true"
 (export SPADE_PL_CACHE=$(mktemp -d)
  ./run_experiment.sh val_c16_sens_distill eval_split=val prune.ratio=0.5 $c16sens
  ./run_experiment.sh val_c16_sens_supervised eval_split=val prune.ratio=0.5 $c16sens finetune=supervised)
-# the main job on the embedded default, one run per fine-tuning strategy and two seeds (one shared, cached
-# teacher per seed)
+# the main job at the current code from scratch (commit 29a8643): per seed a fresh cache, so the self-supervised
+# job builds the embedded data and trains the teacher (its wall time is the whole job); the others reuse them
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  fresh=$(mktemp -d)
+  for strategy in selfsup distill supervised; do
+    SPADE_PL_CACHE=$fresh ./run_experiment.sh "current_${strategy}${suffix}" prune.ratio=0.5 finetune="$strategy" seed=$seed
+  done
+  SPADE_PL_CACHE=$fresh ./run_experiment.sh "current_selfsup_testtime${suffix}" prune.ratio=0.5 finetune=selfsup \
+    finetune.data=test seed=$seed
+done
+# the same, run earlier (before commit 75c9c4e), one run per fine-tuning strategy and two seeds (one shared,
+# cached teacher per seed)
 for seed in 42 1; do
   suffix=$([ $seed = 42 ] || echo "_seed$seed")
   for strategy in distill supervised selfsup; do
