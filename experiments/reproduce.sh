@@ -220,6 +220,19 @@ val selfsup_30ep_ei10_ema0.98_cos finetune=selfsup network.selfsup_epochs=30 "$c
 val selfsup_20ep_ei10_ema0.98_nt2 finetune=selfsup \
   'finetune.objective.transform={_target_:spade_pl.finetune.transforms.Rotations,num_transforms:2}'
 val selfsup_20ep_ei10_ema0.97 finetune=selfsup finetune.ema_decay=0.97
+# a sparsity prior on the magnitude image (these runs passed +finetune.objective.sparsity_weight=1, before the key
+# was in the config), then the weight-free terms of each against the default (table.md holds the two seeds' calls)
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  val "selfsup_20ep_sparsity1$suffix" finetune=selfsup finetune.objective.sparsity_weight=1 seed=$seed
+done
+mkdir -p results/selfsup_criterion_sparsity
+(cd ../logs/experiments && "${PYTHON:-../../.venv/bin/python}" ../../experiments/selfsup_criterion.py \
+  val_selfsup_30ep_ei10_ema0.98/checkpoints/finetune-selfsup/best.ckpt \
+  val_selfsup_20ep_sparsity1/checkpoints/finetune-selfsup/best.ckpt \
+  val_selfsup_20ep_ei10_ema0.98_seed1/checkpoints/finetune-selfsup/best.ckpt \
+  val_selfsup_20ep_sparsity1_seed1/checkpoints/finetune-selfsup/best.ckpt) \
+  | tee results/selfsup_criterion_sparsity/table.md
 # the sensitivity net frozen (finetune.frozen_priors), 26 epochs in the time of 20 (seed 1 stopped: seed 42 ruled it out)
 val selfsup_26ep_frozen_sens finetune=selfsup 'finetune.frozen_priors=[sens]' finetune.max_epochs=26
 mkdir -p results/selfsup_criterion_testtime

@@ -11,7 +11,7 @@ from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
 from spade_pl.finetune.base import ReconstructionLoss
-from spade_pl.finetune.selfsup import default_transforms, relative_error
+from spade_pl.finetune.selfsup import default_transforms, magnitude_sparsity, relative_error
 from spade_pl.finetune.transforms import Rotations, Shifts, Union, rotate
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
@@ -279,6 +279,25 @@ def test_objectives_do_not_touch_the_teacher_state():
     before = copy.deepcopy(teacher.state_dict())
     Distill("l1")(_batch(), _tiny_varnet(1), teacher)[0].backward()
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_magnitude_sparsity_is_scale_invariant_and_falls_as_the_background_clears():
+    planes = torch.rand(2, 4, 16, 16) + 0.1
+    cleared = planes.clone()
+    cleared[..., :4, :] = 0  # a dark background band
+    assert magnitude_sparsity(1000 * planes).item() == pytest.approx(magnitude_sparsity(planes).item(), rel=1e-5)
+    assert magnitude_sparsity(cleared) < magnitude_sparsity(planes) <= 1
+    assert magnitude_sparsity(torch.ones(1, 2, 4, 4)).item() == pytest.approx(1.0)
+
+
+def test_selfsup_sparsity_term_is_logged_and_trains():
+    student = _tiny_varnet(1).train()
+    loss, logs = SelfSupervised(Rotations(num_transforms=1), sparsity_weight=0.5)(_batch(), student)
+    loss.backward()
+    assert set(logs) == {"selfsup_mc", "selfsup_ei", "selfsup_sparsity"} and 0 < logs["selfsup_sparsity"] < 1
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+    with pytest.raises(SpadeInputError, match="sparsity_weight=-1 is invalid"):
+        SelfSupervised(sparsity_weight=-1)
 
 
 def test_measurement_splitting_keeps_the_centre_and_splits_the_rest():
