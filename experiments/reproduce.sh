@@ -62,6 +62,13 @@ for seed in 42 1; do
   SPADE_PL_CACHE=$fresh ./run_experiment.sh "current_selfsup_testtime${suffix}" prune.ratio=0.5 finetune=selfsup \
     finetune.data=test seed=$seed
 done
+# (those selfsup runs had the 20 epochs of the default then: add network.selfsup_epochs=20 to repeat them) the
+# 30-epoch default chosen on validation, seed 42 from a fresh cache of its own (the whole job's time), seed 1 on
+# its cached teacher
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_30ep prune.ratio=0.5 finetune=selfsup \
+  network.selfsup_epochs=30 seed=42
+SPADE_PL_CACHE=$fresh ./run_experiment.sh current_selfsup_30ep_seed1 prune.ratio=0.5 finetune=selfsup \
+  network.selfsup_epochs=30 seed=1
 # the same, run earlier (before commit 75c9c4e), one run per fine-tuning strategy and two seeds (one shared,
 # cached teacher per seed)
 for seed in 42 1; do
