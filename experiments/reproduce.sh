@@ -19,6 +19,8 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 # of the default E2E-VarNet ran at EI weight 5 until commit c31eab0 (network.selfsup_ei_weight=10 since): add
 # finetune.objective.ei_weight=5 to the selfsup runs above the block that chose 10; its weight averaging decay was
 # 0.99 until commit 3e1449c (0.98 since): add finetune.ema_decay=0.99 to the selfsup runs above the block that chose it.
+# It ran 20 epochs until commit 84847e4 (network.selfsup_epochs=30 since): add network.selfsup_epochs=20 to the
+# train-split selfsup runs of the default E2E-VarNet that do not set their epochs.
 # Timings committed before benchmark.memory_format existed ran in the contiguous layout; their commands below
 # say so (benchmark.memory_format=contiguous); the *_auto runs use the default, the layout measured per network.
 # paper E2E-VarNet, 320x320, 16 coils: dense vs pruned timing on this CPU (random weights: the time of a
@@ -57,14 +59,14 @@ for seed in 42 1; do
   suffix=$([ $seed = 42 ] || echo "_seed$seed")
   fresh=$(mktemp -d)
   for strategy in selfsup distill supervised; do
-    SPADE_PL_CACHE=$fresh ./run_experiment.sh "current_${strategy}${suffix}" prune.ratio=0.5 finetune="$strategy" seed=$seed
+    SPADE_PL_CACHE=$fresh ./run_experiment.sh "current_${strategy}${suffix}" prune.ratio=0.5 finetune="$strategy" \
+      seed=$seed network.selfsup_epochs=20  # the default then (selfsup only; the others ignore it)
   done
   SPADE_PL_CACHE=$fresh ./run_experiment.sh "current_selfsup_testtime${suffix}" prune.ratio=0.5 finetune=selfsup \
     finetune.data=test seed=$seed
 done
-# (those selfsup runs had the 20 epochs of the default then: add network.selfsup_epochs=20 to repeat them) the
-# 30-epoch default chosen on validation, seed 42 from a fresh cache of its own (the whole job's time), seed 1 on
-# its cached teacher
+# the 30-epoch default chosen on validation, seed 42 from a fresh cache of its own (the whole job's time), seed 1
+# on its cached teacher
 SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_30ep prune.ratio=0.5 finetune=selfsup \
   network.selfsup_epochs=30 seed=42
 SPADE_PL_CACHE=$fresh ./run_experiment.sh current_selfsup_30ep_seed1 prune.ratio=0.5 finetune=selfsup \
