@@ -225,7 +225,7 @@ def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(
         return finetune.max_epochs, finetune.optimizer.lr, finetune.ema_decay, finetune.objective.ei_weight
 
     assert {n: selfsup_recipe(n) for n in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")} == {
-        "e2e_varnet": (20, 5e-3, 0.98, 10.0),
+        "e2e_varnet": (30, 5e-3, 0.98, 10.0),
         "e2e_varnet_paper": (10, 1e-3, None, 5.0),
         "deq": (5, 1e-3, None, 5.0),
         "deq_paper": (10, 1e-3, None, 5.0),
