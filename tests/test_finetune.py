@@ -300,6 +300,23 @@ def test_selfsup_sparsity_term_is_logged_and_trains():
         SelfSupervised(sparsity_weight=-1)
 
 
+def test_selfsup_l1_norm_weighs_small_errors_more_and_is_scale_invariant():
+    x = torch.ones(1, 100)
+    one_large, many_small = x.clone(), x + 0.01  # the same squared error, 1e-2: one pixel off by 0.1, or all by 0.01
+    one_large[0, 0] += 0.1
+    assert relative_error(one_large, x).item() == pytest.approx(relative_error(many_small, x).item(), rel=1e-4)
+    l1_small, l1_large = relative_error(many_small, x, norm=1), relative_error(one_large, x, norm=1)
+    assert l1_small.item() == pytest.approx(10 * l1_large.item(), rel=1e-4)
+    assert relative_error(300 * many_small, 300 * x, norm=1).item() == pytest.approx(0.01, rel=1e-4)
+    student = _tiny_varnet(1).train()
+    loss, logs = SelfSupervised(Rotations(num_transforms=1), split_weight=1.0, norm=1)(_batch(), student)
+    loss.backward()
+    assert 0 < logs["selfsup_mc"] < 1 and "selfsup_split" in logs
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+    with pytest.raises(SpadeInputError, match="norm=0.5 is invalid"):
+        SelfSupervised(norm=0.5)
+
+
 def test_measurement_splitting_keeps_the_centre_and_splits_the_rest():
     batch = _batch()
     physics = MultiCoilMRI(mask=batch.mask, num_low_frequencies=torch.tensor([6]))

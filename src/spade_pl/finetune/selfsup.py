@@ -29,13 +29,15 @@ from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_compl
 from spade_pl.physics.sr import Downsampling
 
 
-def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None) -> Tensor:
-    """Mean over the batch of ``‖w (estimate − reference)‖² / ‖w reference‖²``."""
+def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None, norm: float = 2) -> Tensor:
+    """Mean over the batch of ``‖w (estimate − reference)‖_p^p / ‖w reference‖_p^p`` with ``p = norm``."""
     if weight is not None:
         estimate, reference = estimate * weight, reference * weight
-    error = (estimate - reference).pow(2).flatten(1).sum(1)
-    energy = reference.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(reference.dtype).tiny)
-    return (error / energy).mean()
+
+    def size(values: Tensor) -> Tensor:
+        return (values.square() if norm == 2 else values.abs().pow(norm)).flatten(1).sum(1)
+
+    return (size(estimate - reference) / size(reference).clamp_min(torch.finfo(reference.dtype).tiny)).mean()
 
 
 def magnitude_sparsity(planes: Tensor) -> Tensor:
@@ -77,8 +79,10 @@ class SelfSupervised(Objective):
         split_fraction: float = 0.4,
         eval_split_seed: int = 0,
         sparsity_weight: float = 0.0,
+        norm: float = 2,
     ):
         super().__init__()
+        require(norm >= 1, f"finetune.objective.norm={norm} is invalid; allowed: >= 1 (2: squared errors)")
         require(ei_weight >= 0, f"finetune.objective.ei_weight={ei_weight} is invalid; allowed: >= 0")
         require(sparsity_weight >= 0, f"finetune.objective.sparsity_weight={sparsity_weight} is invalid; allowed: >= 0")
         require(split_weight >= 0, f"finetune.objective.split_weight={split_weight} is invalid; allowed: >= 0")
@@ -92,6 +96,7 @@ class SelfSupervised(Objective):
         self.split_fraction = float(split_fraction)
         self.eval_split_seed = int(eval_split_seed)
         self.sparsity_weight = float(sparsity_weight)
+        self.norm = float(norm)
 
     @staticmethod
     def fixed_operator(y: Tensor, physics: Physics, student: MBDLNetwork, teacher: MBDLNetwork | None) -> Physics:
@@ -138,7 +143,7 @@ class SelfSupervised(Objective):
             def from_planes(planes: Tensor) -> Tensor:
                 return from_complex_planes(planes, x1)
 
-        mc = relative_error(measure(x1, operator), y)
+        mc = relative_error(measure(x1, operator), y, norm=self.norm)
         ei = x1.new_zeros(())
         group = self.transform or default_transforms(physics)
         for g in group.sample(student.training):
@@ -151,7 +156,11 @@ class SelfSupervised(Objective):
             y2 = measure(x2, transformed)
             x3 = estimate(y2, transformed)
             valid = group.valid(to_planes(x1), g)
-            ei = ei + relative_error(to_planes(x3), to_planes(x2), valid) + relative_error(measure(x3, transformed), y2)
+            ei = (
+                ei
+                + relative_error(to_planes(x3), to_planes(x2), valid, self.norm)
+                + relative_error(measure(x3, transformed), y2, norm=self.norm)
+            )
         ei = ei / group.num_transforms
         loss = mc + self.ei_weight * ei
         logs = {"selfsup_mc": mc.detach(), "selfsup_ei": ei.detach()}
@@ -164,7 +173,7 @@ class SelfSupervised(Objective):
             kept, held_out = physics.split(self.split_fraction, generator)
             x_kept = estimate(kept.apply_mask(y), kept)
             held_operator = operator.with_mask(held_out.mask)
-            split = relative_error(measure(x_kept, held_operator), held_operator.apply_mask(y))
+            split = relative_error(measure(x_kept, held_operator), held_operator.apply_mask(y), norm=self.norm)
             loss = loss + self.split_weight * split
             logs["selfsup_split"] = split.detach()
         return loss, logs
