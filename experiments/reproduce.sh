@@ -242,6 +242,26 @@ mkdir -p results/selfsup_criterion_sparsity
   val_selfsup_20ep_ei10_ema0.98_seed1/checkpoints/finetune-selfsup/best.ckpt \
   val_selfsup_20ep_sparsity1_seed1/checkpoints/finetune-selfsup/best.ckpt) \
   | tee results/selfsup_criterion_sparsity/table.md
+# L1 errors in the self-supervised objective (finetune.objective.norm=1, network.selfsup_norm since) against the
+# squared ones, on another machine (an AMD EPYC: its teacher rounds differently), per seed a fresh cache: both
+# trained on the training split and selected on validation, scored there without ground truth, then each
+# selected checkpoint and the dense teacher read once on the test split (stage=test)
+for seed in 42 1; do
+  suffix=$([ $seed = 42 ] || echo "_seed$seed")
+  export SPADE_PL_CACHE=$(mktemp -d)
+  val "selfsup_current$suffix" finetune=selfsup finetune.objective.norm=2 seed=$seed
+  val "selfsup_l1$suffix" finetune=selfsup finetune.objective.norm=1 seed=$seed
+  ./run_experiment.sh "test_dense$suffix" stage=test seed=$seed ckpt_path="$(ls "$SPADE_PL_CACHE"/teachers/*/dense.ckpt)"
+  for run in selfsup_current selfsup_l1; do
+    ./run_experiment.sh "test_$run$suffix" stage=test seed=$seed \
+      ckpt_path="logs/experiments/val_$run$suffix/checkpoints/finetune-selfsup/best.ckpt"
+  done
+  mkdir -p "results/selfsup_criterion_l1$suffix"
+  (cd ../logs/experiments && "${PYTHON:-../../.venv/bin/python}" ../../experiments/selfsup_criterion.py \
+    --draws "$([ $seed = 42 ] && echo 12 || echo 6)" val_selfsup_{current,l1}$suffix/checkpoints/finetune-selfsup/best.ckpt \
+    seed=$seed) | tee "results/selfsup_criterion_l1$suffix/table.md"
+  unset SPADE_PL_CACHE
+done
 # the sensitivity net frozen (finetune.frozen_priors), 26 epochs in the time of 20 (seed 1 stopped: seed 42 ruled it out)
 val selfsup_26ep_frozen_sens finetune=selfsup 'finetune.frozen_priors=[sens]' finetune.max_epochs=26
 mkdir -p results/selfsup_criterion_testtime

@@ -41,6 +41,7 @@ CONFIG_CASES = [
     ("finetune.test_time_lr=0", "finetune.test_time_lr=0 is invalid; allowed: finite numbers > 0"),
     ("finetune.frozen_priors=[decoder]", "finetune.frozen_priors=['decoder'] names no prior of this network (decoder)"),
     ("finetune=selfsup finetune.test_time_ei_weight=-1", "finetune.test_time_ei_weight=-1 is invalid; allowed: null"),
+    ("finetune=selfsup finetune.test_time_norm=0", "finetune.test_time_norm=0 is invalid; allowed: null"),
     ("finetune.ema_decay=1.5", "finetune.ema_decay=1.5 is invalid; allowed: null (off) or a number in (0, 1)"),
     ("finetune.test_time_ema_decay=0", "finetune.test_time_ema_decay=0 is invalid; allowed: null (off) or"),
     ("data.batch_size=0", "data.batch_size=0 is invalid; allowed: integers >= 1"),

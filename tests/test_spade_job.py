@@ -262,14 +262,17 @@ def test_frozen_priors_keep_their_weights_through_fine_tuning(make_cfg, dense_ck
     assert not torch.allclose(*last, rtol=0, atol=1e-6)  # the output layer's bias (never pruned) trained
 
 
-def test_test_time_adaptation_takes_its_own_ei_weight(make_cfg):
-    """The default E2E-VarNet weighs EI 10 on the training split, test-time adaptation the problem's 5."""
-    assert make_cfg("finetune=selfsup").finetune.objective.ei_weight == 10.0
-    assert Run(make_cfg("finetune=selfsup", "finetune.data=test")).test_time_recipe().objective.ei_weight == 5.0
-    recipe = Run(
-        make_cfg("finetune=selfsup", "finetune.data=test", "finetune.test_time_ei_weight=null")
-    ).test_time_recipe()
-    assert recipe.objective.ei_weight == 10.0  # null: the objective's own
+def test_test_time_adaptation_takes_its_own_ei_weight_and_norm(make_cfg):
+    """The default E2E-VarNet weighs EI 10 with L1 errors on the training split, test-time adaptation the
+    problem's 5 with squared errors."""
+    objective = make_cfg("finetune=selfsup").finetune.objective
+    assert (objective.ei_weight, objective.norm) == (10.0, 1)
+    test_time = Run(make_cfg("finetune=selfsup", "finetune.data=test")).test_time_recipe().objective
+    assert (test_time.ei_weight, test_time.norm) == (5.0, 2)
+    overrides = ("finetune.test_time_ei_weight=null", "finetune.test_time_norm=null")
+    recipe = Run(make_cfg("finetune=selfsup", "finetune.data=test", *overrides)).test_time_recipe()
+    assert (recipe.objective.ei_weight, recipe.objective.norm) == (10.0, 1)  # null: the objective's own
+    assert make_cfg("finetune=selfsup", "network=deq").finetune.objective.norm == 2  # networks without a choice
 
 
 def test_weight_averaging_is_what_fine_tuning_selects_and_the_report_tests(make_cfg, dense_ckpt):

@@ -62,6 +62,11 @@ def check_config(cfg: DictConfig) -> None:
             weight is None or (_is_number(weight) and weight >= 0),
             f"{section}.test_time_ei_weight={weight!r} is invalid; allowed: null (the objective's) or numbers >= 0",
         )
+        norm = node.get("test_time_norm")
+        require(
+            norm is None or (_is_number(norm) and norm >= 1),
+            f"{section}.test_time_norm={norm!r} is invalid; allowed: null (the objective's) or numbers >= 1",
+        )
         for key in ("ema_decay", "test_time_ema_decay"):
             decay = node.get(key)
             require(

@@ -52,6 +52,12 @@ from spade_pl.tracking import Tracking, summary_record
 log = logging.getLogger(__name__)
 STAGES = ("spade", "pretrain", "test", "prune", "benchmark", "export")
 TEST_TIME = "test-time"
+# finetune.test_time_* settings -> what each replaces in the fine-tuning recipe during test-time adaptation
+TEST_TIME_SETTINGS = {
+    "test_time_lr": "optimizer.lr",
+    "test_time_ei_weight": "objective.ei_weight",
+    "test_time_norm": "objective.norm",
+}
 NO_TRAINING = OmegaConf.create({})
 
 
@@ -308,17 +314,16 @@ class Run:
         return self.load_network(ckpt)[0], ckpt
 
     def test_time_recipe(self) -> DictConfig:
-        """``finetune`` with ``finetune.test_time_lr`` (when set) as its optimizer's learning rate,
-        ``finetune.test_time_ei_weight`` (when set) as its objective's EI weight and
-        ``finetune.test_time_ema_decay`` as its weight averaging: adapting to a few test volumes from the
-        one-shot pruned start wants another step size than the training split, predicts held-out columns
-        worse with the EI weight chosen for the training split (val_selfsup_testtime_30ep_lr3e-3_ei10*), and
-        its few hundred steps leave an average that lags behind (val_selfsup_testtime_30ep_ema0.99_seed1)."""
+        """``finetune`` with each ``finetune.test_time_*`` setting that is not null in place of the recipe's
+        own (:data:`TEST_TIME_SETTINGS`) and ``finetune.test_time_ema_decay`` as its weight averaging: adapting
+        to a few test volumes from the one-shot pruned start wants another step size than the training split,
+        predicts held-out columns worse with the EI weight chosen for the training split
+        (val_selfsup_testtime_30ep_lr3e-3_ei10*), and its few hundred steps leave an average that lags behind
+        (val_selfsup_testtime_30ep_ema0.99_seed1)."""
         recipe = OmegaConf.create(OmegaConf.to_container(self.cfg.finetune, resolve=True))
-        if recipe.get("test_time_lr") is not None:
-            recipe.optimizer.lr = recipe.test_time_lr
-        if recipe.get("test_time_ei_weight") is not None:
-            recipe.objective.ei_weight = recipe.test_time_ei_weight
+        for key, target in TEST_TIME_SETTINGS.items():
+            if recipe.get(key) is not None:
+                OmegaConf.update(recipe, target, recipe[key])
         recipe.ema_decay = recipe.get("test_time_ema_decay")
         return recipe
 

@@ -36,6 +36,7 @@ IGNORED_NETWORK = (
     "selfsup_lr",
     "selfsup_ema_decay",
     "selfsup_ei_weight",
+    "selfsup_norm",
     "finetune_scheduler",
 )
 
