@@ -6,12 +6,13 @@ With ``x1 = f(y)``, a fixed operator ``A`` and transforms ``T_g`` (rotations or 
     loss = ‖A x1 − y‖² / ‖y‖²  +  w · mean_g [ ‖M_g (x3 − x2)‖² / ‖M_g x2‖²  +  ‖A_g x3 − y2‖² / ‖y2‖² ]
            (+ the splitting term, and optionally s · ‖|x1|‖₁ / (√N ‖|x1|‖₂): :func:`magnitude_sparsity`)
 
-Every term is a *relative* squared error (per slice, then averaged), so the three sit on one scale whatever
-the data's scale, the number of coils or the sampling rate (``M_g`` masks the corners an arbitrary-angle
-rotation leaves empty; it is 1 everywhere for the default 90°/180°/270° group). ``A`` stays fixed during
-fine-tuning: its coil maps come from the data, or, for a network that estimates them (E2E-VarNet), from the
-frozen dense teacher when there is one (else the student's own estimate, without gradient) — so the loss
-cannot be lowered by moving ``A``. Needs only the measurements and ``A``: never the ground truth.
+Every term is a *relative* error — squared as written, or with ``norm=1`` ``‖e‖₁ / ‖r‖₁``, which weighs the
+many small background errors as much as the few large ones (README, Measured) — per slice, then averaged, so
+the three sit on one scale whatever the data's scale, the number of coils or the sampling rate (``M_g`` masks
+the corners an arbitrary-angle rotation leaves empty; it is 1 everywhere for the default 90°/180°/270° group).
+``A`` stays fixed during fine-tuning: its coil maps come from the data, or, for a network that estimates them
+(E2E-VarNet), from the frozen dense teacher when there is one (else the student's own estimate, without
+gradient) — so the loss cannot be lowered by moving ``A``. Needs only the measurements and ``A``: never the ground truth.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def default_transforms(physics: Physics) -> TransformGroup:
 
 
 class SelfSupervised(Objective):
-    """Measurement consistency + EI; ``transform`` is the group (``None``: :func:`default_transforms`).
+    """Measurement consistency + EI; ``transform`` is the group (``None``: :func:`default_transforms`), ``norm``
+    the p of every relative error.
 
     Training draws a new split every step; evaluation always uses the one drawn from ``eval_split_seed``, so
     ``val/loss`` compares epochs (``experiments/selfsup_criterion.py`` averages over many seeds instead).
