@@ -12,7 +12,8 @@ the three sit on one scale whatever the data's scale, the number of coils or the
 the corners an arbitrary-angle rotation leaves empty; it is 1 everywhere for the default 90°/180°/270° group).
 ``A`` stays fixed during fine-tuning: its coil maps come from the data, or, for a network that estimates them
 (E2E-VarNet), from the frozen dense teacher when there is one (else the student's own estimate, without
-gradient) — so the loss cannot be lowered by moving ``A``. Needs only the measurements and ``A``: never the ground truth.
+gradient) — so the loss cannot be lowered by moving ``A``. Needs only the measurements and ``A``: never the
+ground truth.
 """
 
 from __future__ import annotations
