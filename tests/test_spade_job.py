@@ -205,6 +205,7 @@ def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
     assert teacher_key(make_cfg("network.supervised_lr=0.5")) == base
     assert teacher_key(make_cfg("network.selfsup_lr=0.5", "network.selfsup_epochs=3")) == base
     assert teacher_key(make_cfg("network.selfsup_ema_decay=0.5", "network.selfsup_ei_weight=1")) == base
+    assert teacher_key(make_cfg("network.selfsup_norm=2")) == base
     assert teacher_key(make_cfg("problem.ei_weight=1")) == base
     assert teacher_key(make_cfg("network.lr=0.5")) != base
 
