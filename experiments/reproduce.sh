@@ -243,7 +243,7 @@ mkdir -p results/selfsup_criterion_sparsity
   val_selfsup_20ep_sparsity1_seed1/checkpoints/finetune-selfsup/best.ckpt) \
   | tee results/selfsup_criterion_sparsity/table.md
 # L1 errors in the self-supervised objective (finetune.objective.norm=1, network.selfsup_norm since) against the
-# squared ones, on another machine (an AMD EPYC: its teacher rounds differently), per seed a fresh cache: both
+# squared ones, on another machine (its teacher rounds differently), per seed a fresh cache: both
 # trained on the training split and selected on validation, scored there without ground truth, then each
 # selected checkpoint and the dense teacher read once on the test split (stage=test)
 for seed in 42 1; do
