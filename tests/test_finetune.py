@@ -13,8 +13,10 @@ from spade_pl.finetune import Distill, SelfSupervised, Supervised
 from spade_pl.finetune.base import ReconstructionLoss
 from spade_pl.finetune.selfsup import default_transforms, magnitude_sparsity, relative_error
 from spade_pl.finetune.transforms import Rotations, Shifts, Union, rotate
+from spade_pl.metrics import slice_metrics
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.module import ReconModule
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes
 from spade_pl.physics.sr import Downsampling, make_kernel
 
@@ -358,3 +360,23 @@ def test_e2e_varnet_predicts_coil_kspace_that_its_image_output_combines():
     combined = MultiCoilMRI(mask=torch.ones_like(batch.mask), maps=maps).A_adjoint(coils)
     assert torch.allclose(combined, image, atol=1e-5)
     assert ZeroFilledSense().coil_kspace(batch.masked_kspace, physics) is None  # image-domain networks
+
+
+def test_supervised_validation_scores_the_image_its_loss_came_from_without_a_second_forward():
+    batch, network = _batch(full=True), ZeroFilledSense(0.5)
+    calls = []
+    network.register_forward_hook(lambda *_: calls.append(1))
+    loss, logs, prediction = Supervised("l1").scored(batch, network, None)
+    assert len(calls) == 1 and torch.equal(loss, Supervised("l1")(batch, network)[0])
+    assert torch.equal(prediction, batch.image(network(batch.y, batch.physics())))
+    module = ReconModule(network, Supervised("l1"), optimizer=torch.optim.Adam)
+    logged = {}
+    module.log = lambda name, value, **_: logged.__setitem__(name, value)
+    module.log_dict = lambda values, **_: logged.update(values)
+    calls.clear()
+    with torch.no_grad():
+        module.validation_step(batch, batch_idx=99)
+    assert len(calls) == 1  # one forward: the loss's image is the one scored
+    assert logged["val/psnr"] == slice_metrics(prediction, batch.target)["psnr"]
+    # objectives that do not hand their image back are scored on a forward of their own
+    assert Distill("l1").scored(batch, network, ZeroFilledSense(1.0))[2] is None

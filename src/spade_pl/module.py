@@ -139,13 +139,14 @@ class ReconModule(L.LightningModule):
             self.log_dict({f"{split}/solver_{k}": float(v) for k, v in stats.items()}, batch_size=1)
 
     def validation_step(self, batch: Sample, batch_idx: int) -> None:
-        loss, logs = self.objective(batch, self.network, self.teacher)
+        loss, logs, prediction = self.objective.scored(batch, self.network, self.teacher)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch.fname), sync_dist=True)
         self._log_terms("val", logs, batch, sync_dist=True)
         self._log_solver("val")
         if not self.objective.uses_ground_truth:
             return  # ground-truth-free strategies never see the target, not even for monitoring
-        prediction = batch.image(self(batch))
+        if prediction is None:
+            prediction = batch.image(self(batch))
         metrics = slice_metrics(prediction, batch.target)
         self.log_dict(
             {f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=len(batch.fname), sync_dist=True

@@ -60,3 +60,10 @@ class Objective(nn.Module, ABC):
     def forward(
         self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None
     ) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+    def scored(
+        self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """The loss, its terms, and the student's image of ``batch`` where the loss is computed from it (else
+        None): validation scores that image against the ground truth instead of running the network again."""
+        return *self(batch, student, teacher), None

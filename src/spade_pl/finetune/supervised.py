@@ -19,6 +19,12 @@ class Supervised(Objective):
     def forward(
         self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        loss, logs, _ = self.scored(batch, student, teacher)
+        return loss, logs
+
+    def scored(
+        self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         prediction = batch.image(student(batch.y, batch.physics()))
         loss = self.loss(prediction, batch.target)
-        return loss, {"supervised": loss.detach()}
+        return loss, {"supervised": loss.detach()}, prediction
