@@ -270,6 +270,14 @@ SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_l1 prune.ratio=0
 val selfsup_l1_lr1e-2 finetune=selfsup finetune.optimizer.lr=1e-2
 val selfsup_l1_lr3e-3 finetune=selfsup finetune.optimizer.lr=3e-3
 val selfsup_l1_ema0.99 finetune=selfsup finetune.ema_decay=0.99
+# 40 epochs (past the 15 minutes of a job from scratch here), each seed on its cached teacher, then the test split
+# read once per selected checkpoint
+val selfsup_l1_40ep finetune=selfsup finetune.max_epochs=40
+val selfsup_l1_40ep_seed1 finetune=selfsup finetune.max_epochs=40 seed=1
+for run in selfsup_l1_40ep selfsup_l1_40ep_seed1; do
+  ./run_experiment.sh "test_$run" stage=test "seed=$([ "$run" = selfsup_l1_40ep ] && echo 42 || echo 1)" \
+    ckpt_path="logs/experiments/val_$run/checkpoints/finetune-selfsup/best.ckpt"
+done
 # the sensitivity net frozen (finetune.frozen_priors), 26 epochs in the time of 20 (seed 1 stopped: seed 42 ruled it out)
 val selfsup_26ep_frozen_sens finetune=selfsup 'finetune.frozen_priors=[sens]' finetune.max_epochs=26
 mkdir -p results/selfsup_criterion_testtime
