@@ -262,6 +262,11 @@ for seed in 42 1; do
     seed=$seed) | tee "results/selfsup_criterion_l1$suffix/table.md"
   unset SPADE_PL_CACHE
 done
+# Lightning's simple profiler on the teacher's and the fine-tuning's epochs, before (commit 22ec6a5) and after
+# validation stopped running supervised networks twice (results/profile_validation/command.txt has both commands;
+# the reports were cut from the logs)
+SPADE_PL_CACHE=$(mktemp -d) "${PYTHON:-../.venv/bin/python}" -m spade_pl prune.ratio=0.5 finetune=selfsup \
+  finetune.max_epochs=1 +trainer.profiler=simple eval_split=val hydra.run.dir=../logs/experiments/profile_validation
 # the default self-supervised job (L1 errors) from scratch, after validation stopped running supervised networks
 # twice (commit 22bfeba): its wall time is the whole job, fresh cache
 SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_l1 prune.ratio=0.5 finetune=selfsup
