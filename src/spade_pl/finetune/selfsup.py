@@ -119,12 +119,14 @@ class SelfSupervised(Objective):
         self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         y, physics = batch.y, batch.physics()
-        coils = student.coil_kspace(y, physics)
+        # computed once from the centre of y, which the split below keeps whole: its forward reuses it
+        calibration = student.calibration(y, physics)
+        coils = student.coil_kspace(y, physics, calibration)
         if coils is None:  # image domain: x = f(y), A = P F S with fixed maps
             operator = self.fixed_operator(y, physics, student, teacher)
             x1 = student(y, physics)
 
-            def estimate(y_: Tensor, physics_: Physics) -> Tensor:
+            def estimate(y_: Tensor, physics_: Physics, calibration_: Tensor | None = None) -> Tensor:
                 return student(y_, physics_)
 
             def measure(x: Tensor, operator_: Physics) -> Tensor:
@@ -134,8 +136,8 @@ class SelfSupervised(Objective):
         else:  # coil domain (networks that predict multi-coil k-space): x = coil images, A = P F, no maps needed
             operator, x1 = physics, ifft2c(coils)
 
-            def estimate(y_: Tensor, physics_: MultiCoilMRI) -> Tensor:
-                return ifft2c(student.coil_kspace(y_, physics_))
+            def estimate(y_: Tensor, physics_: MultiCoilMRI, calibration_: Tensor | None = None) -> Tensor:
+                return ifft2c(student.coil_kspace(y_, physics_, calibration_))
 
             def measure(x: Tensor, operator_: MultiCoilMRI) -> Tensor:
                 return operator_.apply_mask(fft2c(x))
@@ -174,7 +176,7 @@ class SelfSupervised(Objective):
         if self.split_weight > 0:
             generator = None if student.training else torch.Generator().manual_seed(self.eval_split_seed)
             kept, held_out = physics.split(self.split_fraction, generator)
-            x_kept = estimate(kept.apply_mask(y), kept)
+            x_kept = estimate(kept.apply_mask(y), kept, calibration)
             held_operator = operator.with_mask(held_out.mask)
             split = relative_error(measure(x_kept, held_operator), held_operator.apply_mask(y), norm=self.norm)
             loss = loss + self.split_weight * split

@@ -41,8 +41,15 @@ class MBDLNetwork(nn.Module, ABC):
         require(not unknown, f"prior name(s) {unknown} do not exist; this network has: {', '.join(priors)}")
         return {n: priors[n] for n in names}
 
-    def coil_kspace(self, y: Tensor, physics: Physics) -> Tensor | None:
-        """The multi-coil k-space the network predicts, for networks whose output domain it is (else None).
+    def calibration(self, y: Tensor, physics: Physics) -> Tensor | None:
+        """What the network computes from the fully sampled centre of ``y`` alone (E2E-VarNet: its coil maps),
+        or None. A forward on a subset of the same scan's columns that keeps the whole centre (a measurement
+        split) can take it instead of computing it again: the same values, one sub-network pass fewer."""
+        return None
+
+    def coil_kspace(self, y: Tensor, physics: Physics, calibration: Tensor | None = None) -> Tensor | None:
+        """The multi-coil k-space the network predicts, for networks whose output domain it is (else None);
+        ``calibration`` is :meth:`calibration` of a scan with the same centre, reused instead of recomputed.
 
         Self-supervised fine-tuning then works in that domain, where ``A`` = mask x FFT needs no coil maps.
         """

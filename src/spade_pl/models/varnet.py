@@ -74,18 +74,30 @@ class E2EVarNet(MBDLNetwork):
         images, batches = sens.chans_to_batch_dim(fastmri.ifft2c(mask_center(y, pad, pad + low)))
         return sens.divide_root_sum_of_squares(sens.batch_chans_to_chan_dim(sens.norm_unet(images), batches))
 
-    def _each_cascade(self, y: Tensor, physics: MultiCoilMRI) -> Iterator[tuple[Tensor, NativeOrderSENSE]]:
-        """Each cascade's multi-coil k-space (native order), with the SENSE pair the cascades use."""
-        sense = NativeOrderSENSE(physics.mask, self.estimate_maps(y, physics))
+    def calibration(self, y: Tensor, physics: MultiCoilMRI) -> Tensor | None:
+        """The estimated coil maps, which depend only on the centre columns of ``y`` when their width is known
+        (else the sensitivity net reads the centre from the mask, which a split changes: None)."""
+        if batch_num_low_frequencies(physics) and self.varnet.sens_net.mask_center:
+            return self.estimate_maps(y, physics)
+        return None
+
+    def _each_cascade(
+        self, y: Tensor, physics: MultiCoilMRI, maps: Tensor | None = None
+    ) -> Iterator[tuple[Tensor, NativeOrderSENSE]]:
+        """Each cascade's multi-coil k-space (native order), with the SENSE pair the cascades use; ``maps``:
+        the coil maps when already estimated from the same centre (:meth:`calibration`)."""
+        sense = NativeOrderSENSE(physics.mask, self.estimate_maps(y, physics) if maps is None else maps)
         y_native = sense.to_native(y)
         kspace = y_native
         for cascade in self.varnet.cascades:
             kspace = cascade_step(cascade, kspace, y_native, sense)
             yield kspace, sense
 
-    def _cascades(self, y: Tensor, physics: MultiCoilMRI) -> tuple[Tensor, NativeOrderSENSE]:
+    def _cascades(
+        self, y: Tensor, physics: MultiCoilMRI, maps: Tensor | None = None
+    ) -> tuple[Tensor, NativeOrderSENSE]:
         """The final multi-coil k-space (native order) and the SENSE pair the cascades used."""
-        return deque(self._each_cascade(y, physics), maxlen=1).pop()  # only the last one is kept alive
+        return deque(self._each_cascade(y, physics, maps), maxlen=1).pop()  # only the last one is kept alive
 
     def cascade_images(self, y: Tensor, physics: MultiCoilMRI) -> list[Tensor]:
         """The coil-combined image after every cascade, the last one being :meth:`forward`'s output: what
@@ -96,9 +108,9 @@ class E2EVarNet(MBDLNetwork):
         kspace, sense = self._cascades(y, physics)
         return sense.reduce(kspace)
 
-    def coil_kspace(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
+    def coil_kspace(self, y: Tensor, physics: MultiCoilMRI, calibration: Tensor | None = None) -> Tensor:
         """The predicted multi-coil k-space ``(B, C, H, W, 2)``, centred: fastmri VarNet's own output domain."""
-        kspace, sense = self._cascades(y, physics)
+        kspace, sense = self._cascades(y, physics, calibration)
         return sense.to_centred(kspace)
 
     def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
