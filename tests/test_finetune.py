@@ -338,6 +338,34 @@ def test_selfsup_split_term_is_logged_and_trains():
         SelfSupervised(split_fraction=1.5)
 
 
+def test_selfsup_split_forward_reuses_the_coil_maps_with_the_same_loss_and_gradients(monkeypatch):
+    student, batch = _tiny_varnet(1).eval(), _batch(with_maps=False)
+    calls = []
+    student.varnet.sens_net.norm_unet.register_forward_hook(lambda *_: calls.append(1))
+
+    def loss_grads_and_sens_passes():
+        calls.clear()
+        student.zero_grad()
+        loss, _ = SelfSupervised(Rotations([90]), split_weight=1.0)(batch, student)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in student.parameters()], len(calls)
+
+    reused = loss_grads_and_sens_passes()
+    monkeypatch.setattr(E2EVarNet, "calibration", lambda self, y, physics: None)
+    recomputed = loss_grads_and_sens_passes()
+    assert (reused[2], recomputed[2]) == (2, 3)  # full and rotated forwards; the split forward reuses
+    assert torch.allclose(reused[0], recomputed[0], rtol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(reused[1], recomputed[1], strict=True))
+
+
+def test_coil_maps_are_not_reused_when_the_centre_is_read_from_the_mask():
+    student, batch = _tiny_varnet(1).eval(), _batch(with_maps=False)
+    known = MultiCoilMRI(mask=batch.mask, num_low_frequencies=6)
+    assert student.calibration(batch.masked_kspace, known) is not None
+    unknown = MultiCoilMRI(mask=batch.mask)  # the sensitivity net finds the centre in the mask, which splits change
+    assert student.calibration(batch.masked_kspace, unknown) is None
+
+
 def test_validation_scores_the_split_its_seed_draws():
     student, batch = _tiny_varnet(1).eval(), _batch()
 

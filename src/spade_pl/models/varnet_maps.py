@@ -52,6 +52,10 @@ class VarNetGivenMaps(E2EVarNet):
         """The maps are given, not estimated: ``physics.maps`` (an input error when the data has none)."""
         return require_maps(physics, "varnet")
 
+    def calibration(self, y: Tensor, physics: MultiCoilMRI) -> None:
+        """Nothing to reuse: the maps come with the data, and every split of it carries the same ones."""
+        return None
+
     def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
         require_maps(physics, "varnet")
         return physics
