@@ -283,6 +283,12 @@ for run in selfsup_l1_40ep selfsup_l1_40ep_seed1; do
   ./run_experiment.sh "test_$run" stage=test "seed=$([ "$run" = selfsup_l1_40ep ] && echo 42 || echo 1)" \
     ckpt_path="logs/experiments/val_$run/checkpoints/finetune-selfsup/best.ckpt"
 done
+# after the split forward reuses the coil maps (commit 5c27842): the default self-supervised job from scratch on
+# both seeds, and with 40 epochs on seed 42, each its own fresh cache (its wall time is the whole job)
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_l1_reuse prune.ratio=0.5 finetune=selfsup
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_l1_reuse_seed1 prune.ratio=0.5 finetune=selfsup seed=1
+SPADE_PL_CACHE=$(mktemp -d) ./run_experiment.sh current_selfsup_l1_40ep prune.ratio=0.5 finetune=selfsup \
+  finetune.max_epochs=40
 # the sensitivity net frozen (finetune.frozen_priors), 26 epochs in the time of 20 (seed 1 stopped: seed 42 ruled it out)
 val selfsup_26ep_frozen_sens finetune=selfsup 'finetune.frozen_priors=[sens]' finetune.max_epochs=26
 mkdir -p results/selfsup_criterion_testtime
