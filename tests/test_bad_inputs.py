@@ -12,11 +12,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
+from fastmri.models import VarNet
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import TINY_NETWORKS, compose_tiny, tiny_overrides
 from spade_pl.__main__ import cli
 from spade_pl.data.fastmri_h5 import write_multicoil_file
+from spade_pl.models import EDSR
 from spade_pl.pipeline import run
 
 TINY_FASTMRI = [*TINY_NETWORKS["e2e_varnet"], "logger=csv", "trainer.accelerator=cpu", "data.batch_size=2"]
@@ -79,7 +82,18 @@ CHECKPOINT_CASES = [
     ("stage=test ckpt_path=/no/such.ckpt", "checkpoint /no/such.ckpt does not exist"),
     ("stage=test ckpt_path={ckpt}/truncated.ckpt", "cannot be read safely"),
     ("stage=test ckpt_path={ckpt}/foreign.ckpt", "cannot be read safely"),
-    ("stage=test network=varnet ckpt_path={ckpt}/dense.ckpt", "does not match the configured network"),
+    ("stage=test network=varnet ckpt_path={ckpt}/dense.ckpt", "holds a spade_pl.models.E2EVarNet, not the configured"),
+    ("stage=test ckpt_path={ckpt}/list.pt", "is not a checkpoint: it holds a list; allowed: a state_dict"),
+    (
+        "stage=test ckpt_path={ckpt}/whole_model.pt",
+        "holds a pickled torch.nn.modules.linear.Linear, which weights_only",
+    ),
+    ("stage=test ckpt_path={ckpt}/other_architecture.pt", "has no tensor named like the configured network's"),
+    ("stage=test ckpt_path={ckpt}/three_cascades.pt", "has num_cascades=3 (configured: num_cascades=2); add network"),
+    ("stage=prune ckpt_path={ckpt}/three_cascades.pt", "add network.model.num_cascades=3"),
+    ("stage=spade ckpt_path={ckpt}/three_cascades.pt", "add network.model.num_cascades=3"),
+    ("stage=export ckpt_path={ckpt}/three_cascades.pt", "add network.model.num_cascades=3"),
+    ("stage=test ckpt_path={ckpt}/dense.ckpt ckpt_prefix=model.", "ckpt_prefix=model. matches no tensor of checkpoint"),
     ("stage=prune ckpt_path={ckpt}/pruned.ckpt", "is already pruned; this stage needs the dense model"),
     ("resume_from={ckpt}/pruned.ckpt", "was not written by a spade-pl training stage"),
     ("resume_from=/no/such/run", "resume_from=/no/such/run does not exist"),
@@ -145,6 +159,12 @@ def bad_checkpoints(tmp_path_factory, cache_dir) -> Path:
     (folder / "pruned.ckpt").write_bytes(Path(pruned["pruned_checkpoint"]).read_bytes())
     (folder / "truncated.ckpt").write_bytes(Path(dense).read_bytes()[:300])
     (folder / "foreign.ckpt").write_text("model weights, honestly")
+    torch.save([1, 2, 3], folder / "list.pt")
+    torch.save(torch.nn.Linear(2, 2), folder / "whole_model.pt")  # a pickled module: refused by the safe loader
+    torch.save(EDSR(in_channels=2, feats=4, num_blocks=1).state_dict(), folder / "other_architecture.pt")
+    torch.save(
+        VarNet(num_cascades=3, sens_chans=2, sens_pools=2, chans=4, pools=2).state_dict(), folder / "three_cascades.pt"
+    )
     return folder
 
 

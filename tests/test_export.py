@@ -1,17 +1,20 @@
 """stage=export: a dense or pruned checkpoint as a TorchScript file that loads and runs without spade-pl (nor
-fastmri) importable and matches the checkpoint's outputs within 1e-5."""
+fastmri) importable and matches the checkpoint's outputs within 1e-5; as a fastMRI VarNet state_dict that fastMRI
+alone runs; as weights plus pruning history that the dense class and torch-pruning rebuild."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from spade_pl.errors import SpadeInputError
-from spade_pl.pipeline import run
+from spade_pl.pipeline import Run, run
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # runs the artifact in a fresh interpreter where importing spade_pl or fastmri fails
 STANDALONE = """
@@ -32,14 +35,14 @@ def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, p
     dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
     ckpt = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"] if pruned else dense
     layout = "channels_last" if pruned else "auto"  # the trace keeps the priors' memory format
-    record = run(make_cfg("stage=export", f"ckpt_path={ckpt}", f"benchmark.memory_format={layout}"))
+    record = run(make_cfg("stage=export", f"ckpt_path={ckpt}", f"benchmark.memory_format={layout}"))["torchscript"]
     assert max(record["max_abs_error"].values()) <= 1e-5
     assert record["memory_format"]["chosen"] == layout or set(record["memory_format"]["candidates_ms"]) == {
         "contiguous",
         "channels_last",
     }
     folder = tmp_path / "run" / "export"
-    assert json.loads((folder / "export.json").read_text())["parameters"] == record["parameters"]
+    assert json.loads((folder / "export.json").read_text())["torchscript"]["parameters"] == record["parameters"]
     proc = subprocess.run(
         [sys.executable, "-c", STANDALONE, str(folder / "model.pt"), str(folder / "example.pt")],
         capture_output=True,
@@ -53,11 +56,130 @@ def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, p
 
 def test_export_of_a_super_resolution_network(make_cfg):
     dense = run(make_cfg("problem=sr", "stage=pretrain", "debug=fdr"))["checkpoint"]
-    record = run(make_cfg("problem=sr", "stage=export", f"ckpt_path={dense}"))
+    record = run(make_cfg("problem=sr", "stage=export", f"ckpt_path={dense}"))["torchscript"]
     assert list(record["inputs"]) == ["y", "kernel", "mask"] and max(record["max_abs_error"].values()) <= 1e-5
 
 
-def test_a_deq_is_refused_in_one_line(make_cfg):
+def test_a_deq_gets_its_weights_and_no_trace(make_cfg, tmp_path, capsys):
     dense = run(make_cfg("network=deq", "stage=pretrain", "debug=fdr"))["checkpoint"]
-    with pytest.raises(SpadeInputError, match="data-dependent number of iterations; allowed: unrolled networks"):
-        run(make_cfg("network=deq", "stage=export", f"ckpt_path={dense}"))
+    record = run(make_cfg("network=deq", "stage=export", f"ckpt_path={dense}"))
+    assert "data-dependent number of iterations" in record["torchscript"]["not_written"]
+    assert "library_format" not in record and (tmp_path / "run" / "export" / "state_dict.pt").is_file()
+    assert not (tmp_path / "run" / "export" / "model.pt").exists()
+    assert "not written, TorchScript: stage=export cannot trace DEQ" in capsys.readouterr().out
+
+
+# runs a fastMRI VarNet state_dict with fastmri alone (spade_pl cannot be imported)
+FASTMRI_ALONE = """
+import json, sys
+sys.modules["spade_pl"] = None
+import torch
+from fastmri.models import VarNet
+record = json.load(open(sys.argv[1]))["library_format"]
+assert record["constructor"] == "fastmri.models.VarNet"
+model = VarNet(**record["arguments"]).eval()
+model.load_state_dict(torch.load(record["file"], weights_only=True))
+case = torch.load(sys.argv[2], weights_only=True)
+with torch.no_grad():
+    output = model(case["y"], case["mask"], case["num_low_frequencies"])
+print(sum(p.numel() for p in model.parameters()), float((output - case["rss"]).abs().max()))
+"""
+
+
+def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs(make_cfg, tmp_path, capsys):
+    """s = 0.5 of chans 4 keeps chans 2 at every level: exactly fastmri's VarNet(chans=2)."""
+    rss = "network.model.output=rss"
+    dense = run(make_cfg("stage=pretrain", "debug=fdr", rss))["checkpoint"]
+    pruned = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", rss))["pruned_checkpoint"]
+    export = make_cfg("stage=export", f"ckpt_path={pruned}", rss)
+    record = run(export)
+    assert record["library_format"]["arguments"] == dict(num_cascades=2, sens_chans=2, sens_pools=2, chans=2, pools=2)
+    assert "fastmri_varnet.pt: a plain state_dict of fastmri.models.VarNet(num_cascades=2" in capsys.readouterr().out
+    r = Run(export)
+    network = r.load_network(pruned)[0].eval()
+    batch = next(iter(r.datamodule.test_dataloader()))
+    with torch.no_grad():
+        expected = network(batch.y, batch.physics())[..., 0]
+    case = {"y": batch.y, "mask": batch.mask, "num_low_frequencies": int(batch.num_low_frequencies[0]), "rss": expected}
+    torch.save(case, tmp_path / "case.pt")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FASTMRI_ALONE,
+            str(tmp_path / "run" / "export" / "export.json"),
+            str(tmp_path / "case.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    params, error = proc.stdout.split()
+    assert int(params) == sum(p.numel() for p in network.parameters()) and float(error) <= 1e-5
+
+
+def test_widths_that_are_no_fastmri_varnet_say_which_ratios_are(make_cfg):
+    """s = 0.3 of chans 4 keeps 2, 5, 11 channels at the three levels: no VarNet(chans=...) has those."""
+    dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+    pruned = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", "prune.ratio=0.3"))["pruned_checkpoint"]
+    record = run(make_cfg("stage=export", f"ckpt_path={pruned}"))
+    reason = record["library_format"]["not_written"]
+    assert (
+        "not those of a fastMRI VarNet" in reason
+        and "ratios that keep one for chans 4, 2 pools: 0.5 (chans 2)" in reason
+    )
+    assert max(record["torchscript"]["max_abs_error"].values()) <= 1e-5  # the trace is still written
+
+
+# the docs' rebuild lines (export_weights.REBUILD) in a fresh interpreter, with the dense class named by the config
+REBUILD_RUN = """
+import sys, importlib, torch
+sys.path.insert(0, sys.argv[3])
+saved = torch.load(sys.argv[1], weights_only=True)
+config = dict(saved["spade_pl_network"])
+module, name = config.pop("_target_").rsplit(".", 1)
+DenseClass, arguments = getattr(importlib.import_module(module), name), config
+exec(sys.argv[2].replace("export/state_dict.pt", sys.argv[1]))
+case = torch.load(sys.argv[4], weights_only=False)
+with torch.no_grad():
+    print(float((network.eval()(case["y"], case["physics"]) - case["output"]).abs().max()))
+"""
+
+
+@pytest.mark.parametrize("network", ["e2e_varnet", "own"])
+def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_history(make_cfg, tmp_path, network):
+    from spade_pl.export_weights import REBUILD
+
+    own = (
+        "problem=sr",
+        "~network.model",
+        "+network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
+    )
+    extra = own if network == "own" else ()
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        dense = run(make_cfg(*extra, "stage=pretrain", "debug=fdr"))["checkpoint"]
+        pruned = run(make_cfg(*extra, "stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"]
+        export = make_cfg(*extra, "stage=export", f"ckpt_path={pruned}")
+        run(export)
+        r = Run(export)
+        model = r.load_network(pruned)[0].eval()
+        batch = next(iter(r.datamodule.test_dataloader()))
+        with torch.no_grad():
+            output = model(batch.y, batch.physics())
+        torch.save({"y": batch.y, "physics": batch.physics(), "output": output}, tmp_path / "case.pt")
+        state = tmp_path / "run" / "export" / "state_dict.pt"
+        proc = subprocess.run(
+            [sys.executable, "-c", REBUILD_RUN, str(state), REBUILD, str(EXAMPLES), str(tmp_path / "case.pt")],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-6
+        # and spade-pl reads the exported file back through ckpt_path, pruned structure included
+        network, structure = Run(export).load_network(state)
+        assert structure is not None
+        assert sum(p.numel() for p in network.parameters()) == sum(p.numel() for p in model.parameters())
+    finally:
+        sys.path.remove(str(EXAMPLES))
+        sys.modules.pop("custom_network", None)

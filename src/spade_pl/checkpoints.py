@@ -2,46 +2,44 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch import nn
 
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.io_utils import atomic_write
 
-NETWORK_PREFIX = "network."
+#: the class named in a safe loader's refusal ("Unsupported global: GLOBAL argparse.Namespace ...")
+REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``: checkpoints hold only tensors and plain containers."""
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True``: checkpoints hold only tensors and plain containers. A file it
+    refuses (pickled Python objects), a truncated file and a non-PyTorch file are each one line."""
     path = Path(path)
     require(path.is_file(), f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file to the user
-        raise SpadeInputError(f"checkpoint {path} cannot be read safely ({type(err).__name__}: {err})") from None
-
-
-def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The network's weights out of a ReconModule checkpoint's ``state_dict``."""
-    state = checkpoint.get("state_dict", {})
-    return {k[len(NETWORK_PREFIX) :]: v for k, v in state.items() if k.startswith(NETWORK_PREFIX)}
-
-
-def load_network_weights(network: nn.Module, checkpoint: dict[str, Any], path: str | Path) -> nn.Module:
-    """Load the checkpoint's weights; a shape mismatch (e.g. another architecture) is one clear error."""
-    try:
-        network.load_state_dict(network_state(checkpoint), strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        detail = next((line.strip() for line in first[1:] if line.strip()), first[0])
+    except pickle.UnpicklingError as err:
+        refused = REFUSED_GLOBAL.search(str(err))
+        if refused is None:
+            raise SpadeInputError(
+                f"checkpoint {path} cannot be read safely: it is not a PyTorch file ({err})"
+            ) from None
         raise SpadeInputError(
-            f"checkpoint {path} does not match the configured network ({detail}); check network=... / prune.*"
+            f"checkpoint {path} cannot be read safely: it holds a pickled {refused.group(1)}, which weights_only=True "
+            f"refuses; allowed: tensors and plain containers, e.g. torch.save(model.state_dict(), path)"
         ) from None
-    return network
+    except Exception as err:  # noqa: BLE001 - any other unpickling failure is a bad file to the user
+        detail = str(err).split(". ")[0]
+        raise SpadeInputError(
+            f"checkpoint {path} cannot be read safely: it is truncated or not a PyTorch file ({type(err).__name__}: "
+            f"{detail})"
+        ) from None
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

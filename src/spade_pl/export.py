@@ -1,4 +1,6 @@
-"""``stage=export``: a dense or pruned network as a standalone TorchScript file that runs without spade-pl.
+"""``stage=export``'s TorchScript file: a dense or pruned network as a trace that runs without spade-pl.
+
+(The weight files the stage writes beside it are :mod:`spade_pl.export_weights`'.)
 
 ``network(y, physics)`` takes a physics object; an artifact can only take tensors. The export therefore traces
 ``network(y, *tensors)``, where ``tensors`` are the physics' tensor fields (MRI: ``mask``, ``maps``; SR:
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 
 from spade_pl.errors import require
 from spade_pl.inference import TOLERANCE, constants_fixed
-from spade_pl.io_utils import atomic_write, atomic_write_json
+from spade_pl.io_utils import atomic_write
 from spade_pl.physics.base import Physics
 
 
@@ -55,8 +57,9 @@ def export_network(
 ) -> dict[str, Any]:
     """Trace ``network`` on ``example``, verify the artifact on ``example`` and ``check`` (same acquisition,
     other content), write ``model.pt`` (TorchScript) and ``example.pt`` (``names``: the artifact's inputs in
-    order, each input by name, and the expected ``output``). ``layout``: the priors' memory format the
-    network was put in (:func:`spade_pl.benchmark.set_layout`; the trace keeps it), recorded in export.json."""
+    order, each input by name, and the expected ``output``); returns the record for export.json. ``layout``:
+    the priors' memory format the network was put in (:func:`spade_pl.benchmark.set_layout`; the trace keeps
+    it). A network the trace cannot capture is an input error that says why."""
     require(
         not hasattr(network, "solver_stats"),
         f"stage=export cannot trace {type(network).__name__}: its fixed-point solver runs a data-dependent "
@@ -97,5 +100,4 @@ def export_network(
         "max_abs_error": {"example": errors[0], "check": errors[1]},
         "memory_format": layout or {"chosen": "contiguous"},
     }
-    atomic_write_json(folder / "export.json", record)
     return record

@@ -22,9 +22,8 @@ from spade_pl.finetune.base import Objective
 from spade_pl.image_logging import log_panel, panel
 from spade_pl.metrics import slice_metrics, volume_metrics
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.network_weights import NETWORK_CONFIG_KEY, PRUNING_KEY
 from spade_pl.pruning.spade import replay_structure
-
-PRUNING_KEY = "spade_pruning"
 
 
 class NonFiniteLossError(SpadeInputError):
@@ -75,6 +74,8 @@ class ReconModule(L.LightningModule):
         self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
         #: torch-pruning history of the pruned priors (None = dense); saved in checkpoints, replayed on load
         self.pruning_structure: dict[str, Any] | None = None
+        #: the network's config (``network.model``), saved in checkpoints: what a later load checks them against
+        self.network_config: dict[str, Any] | None = None
         # per test slice (volume, slice) -> (prediction, zero-filled, target) magnitudes
         self._test_slices: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.test_results: dict[str, Any] = {}
@@ -104,6 +105,8 @@ class ReconModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.pruning_structure:
             checkpoint[PRUNING_KEY] = self.pruning_structure
+        if self.network_config is not None:
+            checkpoint[NETWORK_CONFIG_KEY] = self.network_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Rebuild the pruned structure before Lightning loads the (smaller) weights into the network."""

@@ -5,7 +5,8 @@
 ``stage=test``       evaluate ``ckpt_path`` (dense or pruned) on the held-out test split
 ``stage=prune``      prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop
 ``stage=benchmark``  time dense vs pruned (``ckpt_path`` or random weights) in one process
-``stage=export``     write ``ckpt_path`` (dense or pruned) as a standalone TorchScript file (see ``export.py``)
+``stage=export``     write ``ckpt_path`` (dense or pruned) as weights + pruning history, in its library's own
+                     format where it has one (fastMRI VarNet), and as a TorchScript file (``export*.py``)
 
 ``stage=spade ckpt_path=dense.ckpt`` prunes and fine-tunes a dense model you trained elsewhere;
 ``resume_from=<run folder or a stage's last.ckpt>`` continues an interrupted job exactly (see ``resume.py``).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,17 +33,19 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spade_pl.batch import Sample
 from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, set_layout, time_forwards
-from spade_pl.checkpoints import SafeCheckpointIO, load_network_weights, read_checkpoint
+from spade_pl.checkpoints import SafeCheckpointIO, read_checkpoint
 from spade_pl.config_checks import check_config
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.export import export_network
+from spade_pl.export_weights import write_library_format, write_state_dict
 from spade_pl.io_utils import atomic_write, atomic_write_json, atomic_write_text, check_writable
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule, freeze_priors
+from spade_pl.network_weights import check_shapes, find_network_weights
 from spade_pl.pruning.callback import SpadePruning
-from spade_pl.pruning.spade import PruneSettings, PruningResult, conv_widths, prune_network
+from spade_pl.pruning.spade import PruneSettings, PruningResult, conv_widths, prune_network, replay_structure
 from spade_pl.pruning.target import TargetSearch, largest_ratio, smallest_ratio_reaching
 from spade_pl.pruning.widths import CANDIDATES, Candidate, WidthChoice, choose_round_to
 from spade_pl.report import pruning_markdown, split_test_results, write_results
@@ -151,11 +155,28 @@ class Run:
         return build(self.cfg.network.model)
 
     def load_network(self, ckpt_path: str | Path) -> tuple[MBDLNetwork, dict[str, Any] | None]:
-        """Network + its pruned structure (None if dense) from a checkpoint, with the safe loader."""
-        checkpoint = read_checkpoint(ckpt_path)
-        module = ReconModule(self.new_network(), objective=None, optimizer=None)
-        module.on_load_checkpoint(checkpoint)  # replays the pruned structure, if any
-        return load_network_weights(module.network, checkpoint, ckpt_path), module.pruning_structure
+        """The configured network with the weights of ``ckpt_path`` (any format of :mod:`network_weights`, read
+        with the safe loader) and its pruned structure (None if dense); one line says what was loaded."""
+        path, network = str(ckpt_path), self.new_network()
+        started = time.perf_counter()
+        configured = OmegaConf.to_container(self.cfg.network.model, resolve=True)
+        checkpoint = read_checkpoint(path)
+        weights = find_network_weights(checkpoint, path, network, configured, self.cfg.get("ckpt_prefix"))
+        if weights.structure:
+            replay_structure(network, weights.structure)
+        network.load_state_dict(check_shapes(weights, path, network, configured), strict=True)
+        arguments = ", ".join(f"{k}={v}" for k, v in configured.items() if k != "_target_")
+        log.info(
+            "loaded %s: %s; %s(%s), %s, %s parameters (%.1f s)",
+            path,
+            weights.source,
+            type(network).__name__,
+            arguments,
+            "pruned" if weights.structure else "dense",
+            f"{sum(p.numel() for p in network.parameters()):,}",
+            time.perf_counter() - started,
+        )
+        return network, weights.structure or None
 
     def new_module(
         self,
@@ -175,6 +196,7 @@ class Run:
             frozen_priors=tuple(train_cfg.get("frozen_priors") or ()),
         )
         module.pruning_structure = structure
+        module.network_config = OmegaConf.to_container(self.cfg.network.model, resolve=True)
         return module
 
     def trainer(self, stage: str, max_epochs: int = 1, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
@@ -442,8 +464,41 @@ class Run:
         self.prune_settings = replace(self.prune_settings, round_to=chosen.round_to if chosen.round_to > 1 else None)
         return chosen
 
-    def export(self, network: MBDLNetwork) -> dict[str, Any]:
-        """Trace on the first test slice, check on the second (same acquisition), write ``export/``."""
+    def export(self, network: MBDLNetwork, structure: dict[str, Any] | None) -> dict[str, Any]:
+        """Write ``export/``: the weights with their pruning history (``state_dict.pt``), the network in its own
+        library's format where it has one, and a TorchScript trace (first test slice, checked on the second);
+        one line per file, or why it was not written, and ``export.json`` with all of it."""
+        folder = self.output_dir / "export"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = OmegaConf.to_container(self.cfg.network.model, resolve=True)
+        record: dict[str, Any] = {"state_dict": write_state_dict(network, structure, config, folder)}
+        lines = [f"wrote {record['state_dict']['file']} (weights and pruning history; docs: Export)"]
+        library = write_library_format(network, folder)
+        if library is not None:
+            record["library_format"] = library
+            if "file" in library:
+                arguments = ", ".join(f"{k}={v}" for k, v in library["arguments"].items())
+                lines.append(f"wrote {library['file']}: a plain state_dict of {library['constructor']}({arguments})")
+            else:
+                lines.append(f"not written, the network's own library format: {library['not_written']}")
+        try:
+            record["torchscript"] = self.trace(network, folder)
+            trace = record["torchscript"]
+            lines.append(
+                f"wrote {trace['artifact']} (TorchScript, {trace['parameters']:,} parameters; max |artifact - "
+                f"checkpoint| {trace['max_abs_error']['example']:.1e} on the example, "
+                f"{trace['max_abs_error']['check']:.1e} on a second slice); inputs: "
+                + ", ".join(f"{k} {v['shape']}" for k, v in trace["inputs"].items())
+            )
+        except SpadeInputError as err:
+            record["torchscript"] = {"not_written": str(err)}
+            lines.append(f"not written, TorchScript: {err}")
+        atomic_write_json(folder / "export.json", record)
+        print("\n" + "\n".join(lines), flush=True)
+        return record
+
+    def trace(self, network: MBDLNetwork, folder: Path) -> dict[str, Any]:
+        """The TorchScript export: traced on the first test slice, checked on the second (same acquisition)."""
         slices = iter(self.datamodule.test_dataloader())
         example = next(slices)
         check = next(slices, example)
@@ -455,17 +510,7 @@ class Run:
             example.slice_num[0],
             layout["chosen"],
         )
-        record = export_network(
-            network, (example.y, example.physics()), (check.y, check.physics()), self.output_dir / "export", layout
-        )
-        errors = record["max_abs_error"]
-        print(
-            f"\nexported {record['artifact']} ({record['parameters']:,} parameters; max |artifact - checkpoint| "
-            f"{errors['example']:.1e} on the example, {errors['check']:.1e} on a second slice); inputs: "
-            + ", ".join(f"{k} {v['shape']}" for k, v in record["inputs"].items()),
-            flush=True,
-        )
-        return record
+        return export_network(network, (example.y, example.physics()), (check.y, check.physics()), folder, layout)
 
     def report(
         self, tested: dict[str, ReconModule], extra: dict[str, Any] | None = None, extra_markdown: str = ""
@@ -508,7 +553,8 @@ def run_spade(r: Run) -> dict[str, Any]:
         extra["pruned_checkpoint"] = str(pruned_path)
         tested["pruned (one-shot)"] = pruned
         extra["pruning"] = pruning_summary(pruning)
-        markdown += "\n" + pruning_markdown(pruning.reports)
+        extra["network_params"] = list(pruning.network_params)
+        markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
         final = pruned.network
         if r.cfg.finetune.get("objective"):
             final, ckpt = r.finetune(pruned, teacher=dense)
@@ -559,7 +605,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         return run_spade(r)
     if cfg.stage == "export":
         require(cfg.ckpt_path is not None, "stage=export needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
-        return r.export(r.load_network(cfg.ckpt_path)[0]) if r.writer else {}
+        return r.export(*r.load_network(cfg.ckpt_path)) if r.writer else {}
     require(
         cfg.ckpt_path is not None or cfg.stage == "benchmark", f"stage={cfg.stage} needs ckpt_path=/path/to/dense.ckpt"
     )
@@ -568,10 +614,15 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     markdown = r.choose_structure(dense, extra)
     if cfg.stage == "prune":
         pruned, pruning, path = r.prune_one_shot(dense)
-        markdown += "\n" + pruning_markdown(pruning.reports)
+        markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
         return r.report(
             {"dense": r.test("dense", dense), "pruned (one-shot)": pruned},
-            {**extra, "pruned_checkpoint": str(path), "pruning": pruning_summary(pruning)},
+            {
+                **extra,
+                "pruned_checkpoint": str(path),
+                "pruning": pruning_summary(pruning),
+                "network_params": list(pruning.network_params),
+            },
             markdown,
         )
     # benchmark: prune a copy of the dense network on one real (or synthetic) batch, then time both

@@ -108,8 +108,9 @@ def plot_results(
     plt.close(fig)
 
 
-def pruning_markdown(reports: dict[str, Any]) -> str:
-    """Per prior and in total: conv widths before -> after, parameters, MACs per prior call."""
+def pruning_markdown(reports: dict[str, Any], network_params: tuple[int, int] | None = None) -> str:
+    """Per prior and in total: conv widths before -> after, parameters, MACs per prior call; and the whole
+    network's parameters (``network_params``: before, after), the parts pruning leaves dense included."""
     lines = [
         "Pruning (per prior; MACs per call of that prior)",
         "",
@@ -130,6 +131,9 @@ def pruning_markdown(reports: dict[str, Any]) -> str:
             f"| total | | {totals[0]:,} → {totals[1]:,} ({totals[1] / totals[0]:.1%}) "
             f"| {totals[2]:,} → {totals[3]:,} ({totals[3] / totals[2]:.1%}) |"
         )
+    if network_params is not None and network_params[0]:
+        before, after = network_params
+        lines += ["", f"Whole network: {before:,} → {after:,} parameters ({after / before:.1%})"]
     return "\n".join(lines) + "\n"
 
 

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
 from spade_pl.errors import require
 from spade_pl.physics.base import Physics
+
+
+@dataclass(frozen=True)
+class LibraryFormat:
+    """A network as another library's own class holds it: ``constructor(**arguments).load_state_dict(state)``
+    rebuilds it without spade-pl (e.g. a pruned E2E-VarNet as ``fastmri.models.VarNet(chans=9, ...)``)."""
+
+    constructor: str  # import path of the class, e.g. "fastmri.models.VarNet"
+    arguments: dict[str, Any]
+    state: dict[str, Tensor]
+    filename: str  # what ``stage=export`` calls the file
 
 
 class MBDLNetwork(nn.Module, ABC):
@@ -31,6 +45,23 @@ class MBDLNetwork(nn.Module, ABC):
 
     @abstractmethod
     def prior_output_layers(self) -> dict[str, list[nn.Module]]: ...
+
+    @classmethod
+    def architecture_from_weights(cls, state: dict[str, Tensor]) -> dict[str, Any]:
+        """The constructor arguments that ``state`` (keyed like this network's ``state_dict``) shows by its
+        names and shapes alone, e.g. E2E-VarNet's cascades and channels; ``{}`` when nothing can be told. A
+        checkpoint that does not fit the configured network then names the overrides that would fit."""
+        return {}
+
+    @classmethod
+    def constructor_arguments(cls) -> list[str]:
+        """The names of the constructor's arguments (what ``network.model.*`` sets)."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def library_format(self) -> LibraryFormat | None:
+        """This network (dense or pruned) in its own library's format, or None when it has none (raises an
+        input error saying why when it has one but these weights do not fit it)."""
+        return None
 
     def select_priors(self, names: list[str] | None) -> dict[str, nn.Module]:
         """The priors called ``names`` (all of them for ``None``); unknown names are an input error."""

@@ -42,11 +42,20 @@ class VarNetGivenMaps(E2EVarNet):
 
     needs_maps = True
 
-    def __init__(self, num_cascades: int = 8, chans: int = 18, pools: int = 4):
+    def __init__(self, num_cascades: int = 8, chans: int = 18, pools: int = 4, output: str = "combined"):
         # E2EVarNet.__init__ is skipped on purpose: it would build the sensitivity net that this network lacks.
         MBDLNetwork.__init__(self)
         require(int(num_cascades) >= 1, f"network.model.num_cascades={num_cascades} is invalid; allowed: >= 1")
+        require(
+            output in self.OUTPUTS, f"network.model.output={output!r} is unknown; allowed: {', '.join(self.OUTPUTS)}"
+        )
+        self.output = output
+        self.architecture = dict(num_cascades=num_cascades, chans=chans, pools=pools)
         self.varnet = use_group_kernel_instance_norms(_Cascades(num_cascades, chans, pools))
+
+    def library_format(self) -> None:
+        """fastMRI has no VarNet class that takes given coil maps: none."""
+        return None
 
     def estimate_maps(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
         """The maps are given, not estimated: ``physics.maps`` (an input error when the data has none)."""

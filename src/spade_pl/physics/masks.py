@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from fastmri.data.subsample import EquiSpacedMaskFunc, MaskFunc, RandomMaskFunc
+from fastmri.data.subsample import EquispacedMaskFractionFunc, EquiSpacedMaskFunc, MaskFunc, RandomMaskFunc
 
 from spade_pl.errors import require
 
@@ -27,6 +27,7 @@ class UniformMaskFunc(MaskFunc):
 MASK_TYPES: dict[str, type[MaskFunc]] = {
     "random": RandomMaskFunc,
     "equispaced": EquiSpacedMaskFunc,
+    "equispaced_fraction": EquispacedMaskFractionFunc,
     "uniform": UniformMaskFunc,
 }
 

@@ -110,6 +110,8 @@ class PriorReport:
 class PruningResult:
     structure: dict[str, Any]
     reports: dict[str, PriorReport] = field(default_factory=dict)
+    #: parameters of the whole network (priors, scalars and the parts left dense) before and after
+    network_params: tuple[int, int] = (0, 0)
 
 
 def _importance(name: str) -> tp.importance.Importance:
@@ -204,9 +206,10 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
     """Prune ``network``'s priors in place; return the replayable structure and a per-prior report."""
     names = settings.prior_names(network)
     structure: dict[str, Any] = {"settings": settings.as_dict(), "priors": {}}
-    result = PruningResult(structure=structure)
+    result = PruningResult(structure=structure, network_params=(count_params(network),) * 2)
     if settings.ratio == 0 or not names:
         return result
+    paths = {id(module): path for path, module in network.named_modules()}
     inputs = capture_prior_inputs(network, y, physics, names)
     priors, output_layers = network.priors(), network.prior_output_layers()
     require(settings.round_to != "auto", "prune.round_to=auto must be resolved (by measurement) before pruning")
@@ -231,6 +234,7 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
         prior.train(was_training)  # building a pruner leaves the module in eval mode
         sync_norm_widths(prior, example)
         structure["priors"][name] = {
+            "module": paths[id(prior)],  # where the prior sits in the network (a rebuild needs no spade-pl)
             "input_shape": list(example.shape),
             "history": [[layer, bool(out), [int(i) for i in idxs]] for layer, out, idxs in pruner.pruning_history()],
         }
@@ -242,6 +246,7 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: MultiCoilMRI, settin
             macs_before=before[2],
             macs_after=count_macs(prior, example) * len(example),
         )
+    result.network_params = (result.network_params[0], count_params(network))
     return result
 
 
