@@ -13,7 +13,7 @@ from torch import Tensor
 
 from spade_pl.data.fastmri_h5 import SENS_MAPS_KEY
 from spade_pl.errors import SpadeInputError
-from spade_pl.physics.mri import MultiCoilMRI, rss_zero_filled
+from spade_pl.physics.mri import MultiCoilMRI, magnitude, rss_zero_filled
 
 
 class MRISample(NamedTuple):
@@ -42,7 +42,7 @@ class MRISample(NamedTuple):
 
     def image(self, x: Tensor) -> Tensor:
         """A network's complex output ``(B, H, W, 2)`` -> magnitude ``(B, h, w)`` cropped like the target."""
-        return center_crop(fastmri.complex_abs(x), tuple(self.target.shape[-2:]))
+        return center_crop(magnitude(x), tuple(self.target.shape[-2:]))
 
     def baseline(self) -> Tensor:
         """The zero-filled reconstruction (RSS of the measured k-space), cropped like the target."""

@@ -29,6 +29,7 @@ from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
 from spade_pl.physics.sr import Downsampling
+from spade_pl.safe_math import root_sum_of_squares
 
 
 def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None, norm: float = 2) -> Tensor:
@@ -50,7 +51,7 @@ def magnitude_sparsity(planes: Tensor) -> Tensor:
     pulls a residual-aliasing floor in the background towards zero — the SSIM the self-supervised terms leave
     on the table (README) — and, being scale-invariant, without shrinking the image as an L1 penalty would.
     """
-    magnitude = torch.linalg.vector_norm(planes, dim=1).flatten(1)
+    magnitude = root_sum_of_squares(planes, (1,)).flatten(1)
     l2 = torch.linalg.vector_norm(magnitude, dim=1) * magnitude.shape[1] ** 0.5
     return (magnitude.sum(1) / l2.clamp_min(torch.finfo(planes.dtype).tiny)).mean()
 

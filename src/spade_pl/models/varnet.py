@@ -18,6 +18,7 @@ from spade_pl.errors import SpadeInputError, require
 from spade_pl.models.base import LibraryFormat, MBDLNetwork
 from spade_pl.models.norms import use_group_kernel_instance_norms
 from spade_pl.physics.mri import MultiCoilMRI, NativeOrderSENSE, ifft2c
+from spade_pl.safe_math import root_sum_of_squares
 
 # the first cascade's and the sensitivity net's U-Nets, named as in fastmri.models.VarNet
 CASCADE_UNET = "cascades.0.model.unet"
@@ -134,7 +135,7 @@ class E2EVarNet(MBDLNetwork):
         """The output image of native-order coil k-space (see ``output``)."""
         if self.output == "combined":
             return sense.reduce(kspace)
-        magnitude = fastmri.rss_complex(ifft2c(sense.to_centred(kspace)), dim=1)
+        magnitude = root_sum_of_squares(ifft2c(sense.to_centred(kspace)), (1, -1))
         return torch.stack((magnitude, torch.zeros_like(magnitude)), dim=-1)
 
     def cascade_images(self, y: Tensor, physics: MultiCoilMRI) -> list[Tensor]:

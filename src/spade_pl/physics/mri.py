@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from spade_pl.physics.base import DataTerm, Physics
+from spade_pl.safe_math import root_sum_of_squares
 
 
 def _complex(x: Tensor) -> Tensor:
@@ -29,6 +30,11 @@ def complex_planes(x: Tensor) -> Tensor:
 def from_complex_planes(planes: Tensor, like: Tensor) -> Tensor:
     """The inverse of :func:`complex_planes` for tensors shaped like ``like``."""
     return planes.reshape(*like.shape[:-3], 2, *planes.shape[-2:]).movedim(-3, -1)
+
+
+def magnitude(x: Tensor) -> Tensor:
+    """``|x|`` of complex images ``(..., 2)``, with the gradient of :func:`root_sum_of_squares` at 0."""
+    return root_sum_of_squares(x, (-1,))
 
 
 def fft2c(x: Tensor) -> Tensor:
