@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import tifffile
 import torch
 from fastmri.models import VarNet
 from hydra.core.global_hydra import GlobalHydra
@@ -77,6 +78,7 @@ DATA_CASES = [
     ("problem=sr data.root={data}/empty", "has no image files"),
     ("problem=sr data.root={data}/tiny_images", "is 3x3, smaller than 16 pixels (data.patch_size)"),
     ("problem=sr data.root={data}/bad_images", "cannot be read"),
+    ("problem=sr data.root={data}/float_images", "holds float32 values in [0, 3]; allowed: float images in [0, 1]"),
 ]
 CHECKPOINT_CASES = [
     ("stage=test ckpt_path=/no/such.ckpt", "checkpoint /no/such.ckpt does not exist"),
@@ -124,6 +126,7 @@ def bad_data(tmp_path_factory) -> Path:
             "extra_files",
             "tiny_images",
             "bad_images",
+            "float_images",
         )
     }
     for folder in folders.values():
@@ -144,6 +147,9 @@ def bad_data(tmp_path_factory) -> Path:
         write_multicoil_file(folders["nan"] / f"v{i}.h5", poisoned)
         Image.fromarray(np.zeros((3, 3), np.uint8)).save(folders["tiny_images"] / f"im{i}.png")
         (folders["bad_images"] / f"im{i}.png").write_bytes(b"not a PNG")
+        tifffile.imwrite(
+            folders["float_images"] / f"im{i}.tif", np.linspace(0, 3, 32 * 32, dtype=np.float32).reshape(32, 32)
+        )
     (folders["extra_files"] / "notes.txt").write_text("a stray file")
     return root
 

@@ -10,7 +10,6 @@ images that ship inside scikit-image into the cache, split by image.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shutil
@@ -25,11 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from spade_pl.data.image_files import IMAGE_SUFFIXES, read_image
 from spade_pl.data.splits import SPLITS, SplitDataModule, Splits
-from spade_pl.errors import SpadeInputError, require
+from spade_pl.errors import require
 from spade_pl.physics.sr import Downsampling, make_kernel
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CHANNELS = (1, 3)
 
 
@@ -58,33 +57,6 @@ class SRSample(NamedTuple):
     def baseline(self) -> Tensor:
         """Bicubic up-sampling of the measurements: the classical baseline of super-resolution."""
         return self.physics().bicubic_upsampling(self.lr)
-
-
-def read_image(path: Path, channels: int) -> np.ndarray:
-    """``(C, H, W)`` float32 in [0, 1]; grey (1) or RGB (3) whatever the file holds (alpha dropped).
-
-    Decoded images are cached (training draws many patches per image), keyed by the file's modification time.
-    """
-    try:
-        modified = path.stat().st_mtime_ns
-    except OSError as err:
-        raise SpadeInputError(f"image {path} cannot be read ({err})") from None
-    return _decode(path, channels, modified)
-
-
-@functools.lru_cache(maxsize=64)
-def _decode(path: Path, channels: int, modified: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(converted, dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise SpadeInputError(
-            f"image {path} cannot be read ({type(err).__name__}: {err}); allowed: {', '.join(IMAGE_SUFFIXES)} files"
-        ) from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 def _name_seed(name: str, seed: int) -> int:
