@@ -133,8 +133,26 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def transposed_conv_macs(module: nn.modules.conv._ConvTransposeNd, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+    """MACs of a transposed convolution: every *input* position meets ``k^d · C_out / groups`` weights per input
+    channel, plus one bias add per output element. torch-pruning's counter uses the convolution's rule with the
+    output positions, which counts a stride-s transposed convolution s^d times (4x for fastMRI's U-Net's)."""
+    x = inputs[0]
+    weights_per_position = math.prod(module.kernel_size) * module.in_channels * (module.out_channels // module.groups)
+    macs = weights_per_position * x.shape[0] * math.prod(x.shape[2:])
+    if module.bias is not None:
+        macs += output.numel()
+    module.__flops__ += int(macs)
+
+
+for _transposed in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    tp.utils.op_counter.MODULES_MAPPING[_transposed] = transposed_conv_macs
+
+
 def count_macs(module: nn.Module, example: Any) -> int:
-    """Multiply-accumulates per batch element of one call (torch-pruning's counter: conv/linear/norm layers)."""
+    """Multiply-accumulates per batch element of one call: torch-pruning's counter (conv/linear/norm layers; a
+    convolution's bias adds count one each), with transposed convolutions counted right
+    (:func:`transposed_conv_macs`)."""
     with warnings.catch_warnings():  # the counter's own probing of fastmri's Dropout2d is not our concern
         warnings.filterwarnings("ignore", message="dropout2d: Received a 3D input")
         macs, _ = tp.utils.count_ops_and_params(module, example)
