@@ -3,15 +3,21 @@ folder that cannot be written (read-only, full disk) is one line, not a tracebac
 
 from __future__ import annotations
 
-import errno
+import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.global_hydra import GlobalHydra
 
+import spade_pl.io_utils
+from conftest import tiny_overrides
 from spade_pl.checkpoints import SafeCheckpointIO
 from spade_pl.errors import SpadeInputError
 from spade_pl.io_utils import check_writable
+
+HELPERS = str(Path(__file__).parent / "helpers")
 
 
 def test_a_failed_checkpoint_save_leaves_the_previous_one_whole(tmp_path):
@@ -49,18 +55,72 @@ def test_an_unwritable_output_folder_is_one_error(tmp_path):
         check_writable(blocker / "run")
 
 
-def test_a_full_disk_is_one_line_and_exit_2(tmp_path, monkeypatch, capfd):
-    import spade_pl.pipeline
+def cli_run(args: list[str], monkeypatch, capfd) -> tuple[int, str]:
+    """``python -m spade_pl ARGS`` in-process on the tiny data (helpers importable), its exit code and stderr."""
     from spade_pl.__main__ import cli
 
-    def full(cfg):
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "results.json"))
+    monkeypatch.syspath_prepend(HELPERS)
+    monkeypatch.setattr(sys, "argv", ["spade_pl", *tiny_overrides(tuple(args)), *args])
+    GlobalHydra.instance().clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli()
+    finally:
+        spade_pl.io_utils.os = os  # the fault callbacks replace it
+        GlobalHydra.instance().clear()
+    return stopped.value.code, capfd.readouterr().err
 
-    monkeypatch.setattr(spade_pl.pipeline, "run", full)
-    monkeypatch.setattr(sys, "argv", ["spade_pl", "stage=benchmark", f"hydra.run.dir={tmp_path / 'run'}"])
-    with pytest.raises(SystemExit) as stopped:
-        cli()
-    err = capfd.readouterr().err
-    assert stopped.value.code == 2
-    assert "error: cannot access" in err and "No space left on device (full disk, read-only folder" in err
-    assert "Traceback" not in err
+
+def one_error_line(err: str) -> str:
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    return errors[0]
+
+
+FULL_DISK = {
+    "checkpoint": (
+        "stage=pretrain",
+        "pretrain.max_epochs=2",
+        "+callbacks.fault.name=last.ckpt",
+        "+callbacks.fault.epoch=1",
+    ),
+    "results": ("prune.ratio=0", "finetune=none", "pretrain.max_epochs=1", "+callbacks.fault.name=results.json"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(FULL_DISK))
+def test_a_disk_that_fills_up_mid_write_is_one_line_and_exit_2(where, tmp_path, cache_dir, monkeypatch, capfd):
+    """ENOSPC from inside a real checkpoint save (epoch 2 of training) or the report's results.json write: the
+    previous checkpoint stays whole, no temp file is left, nothing looks finished."""
+    monkeypatch.setenv("SPADE_PL_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    fault = ("+callbacks.fault._target_=faults.FullDisk", *FULL_DISK[where])
+    code, err = cli_run([*fault, f"hydra.run.dir={run_dir}", "+trainer.limit_train_batches=2"], monkeypatch, capfd)
+    assert code == 2, err[-3000:]
+    assert "No space left on device (full disk, read-only folder" in one_error_line(err)
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "results.json").exists()
+    if where == "checkpoint":
+        last = run_dir / "checkpoints" / "pretrain" / "last.ckpt"
+        assert SafeCheckpointIO().load_checkpoint(last)["epoch"] == 0  # epoch 1's save failed, epoch 0's is whole
+
+
+def test_a_deq_whose_solver_really_diverges_stops_in_one_line_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("SPADE_PL_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    args = [
+        "network=deq",
+        "stage=pretrain",
+        "pretrain.max_epochs=3",
+        "+trainer.limit_train_batches=2",
+        "+callbacks.fault._target_=faults.ExpansiveStep",
+        "+callbacks.fault.epoch=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    code, err = cli_run(args, monkeypatch, capfd)
+    assert code == 2, err[-3000:]
+    assert "DEQ solver produced a non-finite iterate at iteration" in one_error_line(err)
+    last = SafeCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "pretrain" / "last.ckpt")
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert float(last["state_dict"]["network.gamma"]) < 10  # the good one, from before the step blew up

@@ -128,3 +128,46 @@ def test_checkpoints_that_no_training_stage_wrote_are_refused(make_cfg, finetune
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpadeInputError, match="is not a spade-pl run folder"):
         run(make_cfg("debug=limit", "finetune=supervised", f"resume_from={tmp_path / 'empty'}"))
+
+
+@pytest.fixture(scope="module")
+def teacher_cache(tmp_path_factory) -> Path:
+    """One cache for the tests below: their jobs share a teacher config, so it is trained once."""
+    return tmp_path_factory.mktemp("teacher_cache")
+
+
+def log_of(run_dir: Path) -> str:
+    return (run_dir / "__main__.log").read_text()
+
+
+@pytest.mark.slow
+def test_self_supervised_fine_tuning_resumes_exactly(tmp_path, teacher_cache):
+    """Self-supervised steps draw EI transforms and measurement splits from the per-step seeds: a kill mid-epoch
+    resumes to the same metrics."""
+    cache, recipe = teacher_cache, ("finetune=selfsup", "finetune.objective.split_weight=1.0")
+    rc, straight = job(tmp_path, "straight", *recipe, cache=cache)
+    assert rc == 0
+    rc, killed = job(tmp_path, "killed", *recipe, *kill_at("finetune-selfsup", 1), cache=cache)
+    assert rc == -signal.SIGKILL
+    rc, _ = job(tmp_path, "resumed", *recipe, f"resume_from={killed}", cache=cache)
+    assert rc == 0
+    assert metrics(killed) == metrics(straight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("choice", "file", "measuring"),
+    [
+        ("prune.round_to=auto", "round_to.json", "choosing round_to among"),
+        ("prune.target_speedup=1.05", "target_speedup.json", "choosing the ratio that reaches"),
+    ],
+)
+def test_a_resumed_job_keeps_the_structure_it_measured(tmp_path, teacher_cache, choice, file, measuring):
+    """The measured choice is reused from the run folder, not timed again: timing noise must not change the pruned
+    structure of a job half done."""
+    rc, killed = job(tmp_path, "killed", choice, *kill_at("finetune-distill", 1), cache=teacher_cache)
+    assert rc == -signal.SIGKILL and measuring in log_of(killed)
+    chosen = json.loads((killed / file).read_text())
+    rc, resumed = job(tmp_path, "resumed", choice, f"resume_from={killed}", cache=teacher_cache)
+    assert rc == 0 and measuring not in log_of(resumed)
+    assert json.loads((killed / "results.json").read_text())[file.removesuffix(".json")] == chosen

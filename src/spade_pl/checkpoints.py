@@ -11,7 +11,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from spade_pl.errors import SpadeInputError, require
-from spade_pl.io_utils import atomic_write
+from spade_pl.io_utils import atomic_torch_save
 
 #: the class named in a safe loader's refusal ("Unsupported global: GLOBAL argparse.Namespace ...")
 REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -50,7 +50,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        atomic_write(path, lambda f: torch.save(checkpoint, f))
+        atomic_torch_save(path, checkpoint)
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return read_checkpoint(path)

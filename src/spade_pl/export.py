@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from spade_pl.errors import require
 from spade_pl.inference import TOLERANCE, constants_fixed
-from spade_pl.io_utils import atomic_write
+from spade_pl.io_utils import atomic_torch_save, atomic_write
 from spade_pl.physics.base import Physics
 
 
@@ -83,7 +83,7 @@ def export_network(
     atomic_write(folder / "model.pt", lambda f: f.write(buffer.getvalue()))
     names = ["y", *wrapper.fields]
     example_file = {"names": names, **dict(zip(names, inputs, strict=True)), "output": expected}
-    atomic_write(folder / "example.pt", lambda f: torch.save(example_file, f))
+    atomic_torch_save(folder / "example.pt", example_file)
     record = {
         "artifact": str(folder / "model.pt"),
         "format": "TorchScript (torch.jit.load)",

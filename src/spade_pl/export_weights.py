@@ -14,10 +14,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from spade_pl.errors import SpadeInputError
-from spade_pl.io_utils import atomic_write
+from spade_pl.io_utils import atomic_torch_save
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.network_weights import NETWORK_CONFIG_KEY, PRUNING_KEY
 
@@ -56,7 +54,7 @@ def write_state_dict(
     if structure:
         saved[PRUNING_KEY] = with_module_paths(network, structure)
     path = folder / STATE_DICT_FILE
-    atomic_write(path, lambda f: torch.save(saved, f))
+    atomic_torch_save(path, saved)
     return {"file": str(path), "pruned": bool(structure), "parameters": sum(p.numel() for p in network.parameters())}
 
 
@@ -70,5 +68,5 @@ def write_library_format(network: MBDLNetwork, folder: Path) -> dict[str, Any] |
     if native is None:
         return None
     path = folder / native.filename
-    atomic_write(path, lambda f: torch.save(native.state, f))
+    atomic_torch_save(path, native.state)
     return {"file": str(path), "constructor": native.constructor, "arguments": native.arguments}

@@ -3,6 +3,7 @@ write that returned survives a power loss (file and directory entry fsync'd)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -29,6 +30,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` through :func:`atomic_write`, serialised in memory first: torch's zip writer turns a
+    failed write (a full disk) into an unrelated ``RuntimeError`` ("unexpected pos ..."), while a plain write of
+    the bytes raises the ``OSError`` itself (ENOSPC), which the CLI reports in one line."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def fsync_dir(folder: Path) -> None:

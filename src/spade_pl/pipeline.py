@@ -40,7 +40,7 @@ from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.export import export_network
 from spade_pl.export_weights import write_library_format, write_state_dict
-from spade_pl.io_utils import atomic_write, atomic_write_json, atomic_write_text, check_writable
+from spade_pl.io_utils import atomic_torch_save, atomic_write_json, atomic_write_text, check_writable
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule, freeze_priors
 from spade_pl.network_weights import check_shapes, find_network_weights
@@ -283,7 +283,7 @@ class Run:
             trainer.save_checkpoint(save_to, weights_only=False)
         if self.writer:
             example = {k: torch.from_numpy(v) for k, v in module.example.items()}
-            atomic_write(kept, lambda f: torch.save({"results": module.test_results, "example": example}, f))
+            atomic_torch_save(kept, {"results": module.test_results, "example": example})
         return module
 
     # ---- the dense teacher -------------------------------------------------------------------------
