@@ -32,19 +32,38 @@ def test_embedded_data_is_fastmri_schema_and_split_by_volume(tiny_data_root):
         assert np.allclose(rss(ifft2c(hf["kspace"][0][None]))[0], hf["reconstruction_rss"][0], atol=1e-5)
 
 
-def test_slabs_of_different_splits_never_touch(tiny_data_root):
-    """Slab index k holds slices [k*stride, k*stride + slab); a gap separates neighbours."""
-    manifest = json.loads((tiny_data_root / "manifest.json").read_text())
-    cfg = manifest["config"]
-    owner = {}
-    for split, names in manifest["splits"].items():
-        for name in names:
-            slab = int(name.removeprefix("mni152_slab").removesuffix(".h5"))
-            start = slab * (cfg["slab_slices"] + cfg["gap_slices"])
-            for s in range(start, start + cfg["slab_slices"]):
-                owner[s] = split
-    for s, split in owner.items():
-        assert owner.get(s + 1, split) == split  # adjacent slices are in the same split (or absent)
+def source_slices(root) -> dict[str, dict[str, list[int]]]:
+    """Which slice of the MNI152 template each file's slices are, read from the data: the ground-truth RSS of a
+    slice is the anatomy's magnitude (coil maps with unit RSS), matched to the nearest template slice."""
+    from spade_pl.data.embedded import load_anatomy
+
+    cfg = json.loads((root / "manifest.json").read_text())["config"]
+    anatomy = load_anatomy(cfg["size"], cfg["first_slice"], cfg["last_slice"])
+    found: dict[str, dict[str, list[int]]] = {}
+    for split in ("train", "val", "test"):
+        for path in sorted((root / split).glob("*.h5")):
+            with h5py.File(path) as hf:
+                rss = hf["reconstruction_rss"][()]
+            distances = ((rss[:, None] - anatomy[None]) ** 2).sum((-2, -1))
+            assert distances.min(1).max() < 1e-6  # every slice is exactly one template slice
+            found.setdefault(split, {})[path.name] = [int(k) for k in distances.argmin(1)]
+    return found
+
+
+def test_slices_of_different_splits_never_touch(tiny_data_root):
+    """Read from the files: each volume is consecutive template slices, and a slice of one split is never the
+    same as, nor next to, a slice of another."""
+    found = source_slices(tiny_data_root)
+    owner: dict[int, str] = {}
+    for split, volumes in found.items():
+        for slices in volumes.values():
+            assert slices == list(range(slices[0], slices[0] + len(slices)))
+            for k in slices:
+                assert k not in owner
+                owner[k] = split
+    assert set(found) == {"train", "val", "test"}
+    for k, split in owner.items():
+        assert owner.get(k + 1, split) == split  # the next template slice is in the same split, or in none
 
 
 def test_embedded_build_is_deterministic_and_cached(tmp_path):
