@@ -5,7 +5,7 @@ It only uses the MBDL contract (``spade_pl.models.base.MBDLNetwork``) and the ph
 unrolled proximal gradient descent with a DnCNN denoiser per iteration.
 
     PYTHONPATH=examples python -m spade_pl problem=sr prune.ratio=0.5 finetune=distill \\
-        '~network.model' '+network.model={_target_: custom_network.UnrolledDnCNN, channels: 1}'
+        network=custom 'network.model={_target_: custom_network.UnrolledDnCNN, channels: 1}'
 """
 
 from __future__ import annotations

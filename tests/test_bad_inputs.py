@@ -56,7 +56,7 @@ CONFIG_CASES = [
     ("network.model.num_cascades=0", "network.model.num_cascades=0 is invalid; allowed: integers >= 1"),
     ("network.model.chans=0", "network.model.chans=0 is invalid"),
     ("foo=1", "Could not override 'foo'"),
-    ("network=bogus", "Could not find 'network/bogus'; allowed: deq,"),
+    ("network=bogus", "Could not find 'network/bogus'; allowed: custom, deq,"),
     ("finetune=bogus", "Could not find 'finetune/bogus'; allowed: distill,"),
     ("stage=bogus", "stage='bogus' is unknown; allowed: spade,"),
     ("eval_split=train", "eval_split='train' is invalid; allowed: val, test"),

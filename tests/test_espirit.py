@@ -84,8 +84,8 @@ READS_MAPS = {
     "varnet": ["network=varnet", *TINY_NETWORKS["varnet"]],
     "deq": ["network=deq", *TINY_NETWORKS["deq"]],
     "own": [
-        "~network.model",
-        "+network.model={_target_: custom_network.UnrolledDnCNN, channels: 2, iterations: 2, features: 8, depth: 3}",
+        "network=custom",
+        "network.model={_target_: custom_network.UnrolledDnCNN, channels: 2, iterations: 2, features: 8, depth: 3}",
     ],
 }
 FASTMRI_RUN = ["logger=csv", "trainer.accelerator=cpu", "data.batch_size=2", "data.num_workers=0", "debug=limit"]

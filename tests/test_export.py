@@ -88,7 +88,7 @@ print(sum(p.numel() for p in model.parameters()), float((output - case["rss"]).a
 
 def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs(make_cfg, tmp_path, capsys):
     """s = 0.5 of chans 4 keeps chans 2 at every level: exactly fastmri's VarNet(chans=2)."""
-    rss = "network.model.output=rss"
+    rss = "+network.model.output=rss"
     dense = run(make_cfg("stage=pretrain", "debug=fdr", rss))["checkpoint"]
     pruned = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", rss))["pruned_checkpoint"]
     export = make_cfg("stage=export", f"ckpt_path={pruned}", rss)
@@ -152,8 +152,8 @@ def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_histor
 
     own = (
         "problem=sr",
-        "~network.model",
-        "+network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
+        "network=custom",
+        "network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
     )
     extra = own if network == "own" else ()
     sys.path.insert(0, str(EXAMPLES))

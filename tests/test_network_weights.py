@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # the tiny E2E-VarNet of conftest.TINY_NETWORKS, as fastmri's own class
 TINY_VARNET = dict(num_cascades=2, sens_chans=2, sens_pools=2, chans=4, pools=2)
-RSS = "network.model.output=rss"
+RSS = "+network.model.output=rss"
 
 
 def fastmri_varnet(seed: int = 0, **sizes: int) -> VarNet:
@@ -204,8 +204,8 @@ def test_e2e_varnet_fastmri_is_fastmris_leaderboard_network(make_cfg):
 
 OWN_NETWORK = (
     "problem=sr",
-    "~network.model",
-    "+network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
+    "network=custom",
+    "network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
 )
 
 

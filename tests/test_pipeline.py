@@ -155,6 +155,8 @@ def test_every_config_option_composes_and_builds(make_cfg, override):
     extra = ["data.root=/tmp"] if override in ("data=fastmri", "experiment=paper_e2e_varnet") else []
     if override.startswith("network=") and "_sr" in override:  # SR networks compose with their problem
         extra.append("problem=sr")
+    if override == "network=custom":  # a network of your own: its class is the user's to give
+        extra.append("network.model={_target_: spade_pl.models.DEQ, feats: 4, num_blocks: 1}")
     cfg = make_cfg(override, *extra, tiny=False)
     network = instantiate(cfg.network.model)
     assert sum(p.numel() for p in network.parameters()) > 0

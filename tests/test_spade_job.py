@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from conftest import tiny_overrides
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
 from spade_pl.module import NonFiniteLossError
 from spade_pl.pipeline import Run, run
-from spade_pl.teacher import teacher_key
 
 # a few batches, two fine-tuning epochs and a one-repetition benchmark: a whole job in seconds
 SHORT_FINETUNE = ("debug=limit", "finetune.max_epochs=2", "benchmark.repeats=1", "benchmark.warmup=0")
@@ -197,59 +195,6 @@ def test_selfsup_criterion_scores_each_checkpoint_on_the_validation_measurements
     assert [row[0][2:] for row in rows] == checkpoints
     assert rows[1] == rows[2] and rows[0][1:] != rows[1][1:]  # deterministic, and it tells the models apart
     assert all(float(value.strip(" |")) > 0 for row in rows for value in row[1:])
-
-
-def test_teacher_key_ignores_how_pruned_copies_are_fine_tuned(make_cfg):
-    base = teacher_key(make_cfg())
-    assert teacher_key(make_cfg("network.finetune_lr=0.5", "network.finetune_epochs=3")) == base
-    assert teacher_key(make_cfg("network.supervised_lr=0.5")) == base
-    assert teacher_key(make_cfg("network.selfsup_lr=0.5", "network.selfsup_epochs=3")) == base
-    assert teacher_key(make_cfg("network.selfsup_ema_decay=0.5", "network.selfsup_ei_weight=1")) == base
-    assert teacher_key(make_cfg("network.selfsup_norm=2")) == base
-    assert teacher_key(make_cfg("problem.ei_weight=1")) == base
-    assert teacher_key(make_cfg("network.lr=0.5")) != base
-
-
-def test_network_configs_bring_their_epochs_batch_size_and_fine_tuning_schedule(make_cfg):
-    deq = make_cfg("network=deq", tiny=False)
-    assert (deq.pretrain.max_epochs, deq.finetune.max_epochs, deq.data.batch_size) == (12, 10, 1)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = instantiate(deq.finetune.scheduler)(optimizer=optimizer)
-    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max == 10
-    varnet = make_cfg("network=e2e_varnet", "pretrain.max_epochs=3", tiny=False)
-    assert (varnet.pretrain.max_epochs, varnet.finetune.max_epochs, varnet.data.batch_size) == (3, 30, 2)
-    # self-supervised fine-tuning takes the network's own epochs, rate, weight averaging and EI weight where it
-    # sets them, else its fine-tuning epochs, 1e-3, none and the problem's EI weight
-
-    def selfsup_recipe(network: str) -> tuple[int, float, float | None, float]:
-        finetune = make_cfg(f"network={network}", "finetune=selfsup", tiny=False).finetune
-        return finetune.max_epochs, finetune.optimizer.lr, finetune.ema_decay, finetune.objective.ei_weight
-
-    assert {n: selfsup_recipe(n) for n in ("e2e_varnet", "e2e_varnet_paper", "deq", "deq_paper", "varnet")} == {
-        "e2e_varnet": (30, 5e-3, 0.98, 10.0),
-        "e2e_varnet_paper": (10, 1e-3, None, 5.0),
-        "deq": (5, 1e-3, None, 5.0),
-        "deq_paper": (10, 1e-3, None, 5.0),
-        "varnet": (10, 1e-3, None, 5.0),
-    }
-    sr = make_cfg("problem=sr", "network=deq_sr", "finetune=selfsup", tiny=False)
-    assert sr.finetune.objective.ei_weight == 10.0
-    assert make_cfg("network=e2e_varnet", "finetune=distill", tiny=False).finetune.ema_decay is None
-    # supervised fine-tuning takes the network's own rate where it sets one, else the fine-tuning rate
-    rates = {
-        (n, s): make_cfg(f"network={n}", f"finetune={s}", tiny=False).finetune.optimizer.lr
-        for n in ("e2e_varnet", "e2e_varnet_paper")
-        for s in ("supervised", "distill")
-    }
-    assert rates == {
-        ("e2e_varnet", "supervised"): 5e-3,
-        ("e2e_varnet", "distill"): 3e-3,
-        ("e2e_varnet_paper", "supervised"): 1e-3,
-        ("e2e_varnet_paper", "distill"): 1e-3,
-    }
-    assert make_cfg("network=e2e_varnet_paper", tiny=False).finetune.max_epochs == 10
-    assert make_cfg("network=deq", "finetune=selfsup", "finetune.max_epochs=7", tiny=False).finetune.max_epochs == 7
-    assert OmegaConf.to_container(varnet.finetune, resolve=True)["scheduler"] is None
 
 
 def test_frozen_priors_keep_their_weights_through_fine_tuning(make_cfg, dense_ckpt):

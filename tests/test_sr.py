@@ -159,8 +159,8 @@ def test_your_own_network_is_pruned_fine_tuned_and_benchmarked(make_cfg, monkeyp
     monkeypatch.syspath_prepend(str(EXAMPLES))
     cfg = make_cfg(
         "problem=sr",
-        "~network.model",
-        "+network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
+        "network=custom",
+        "network.model={_target_: custom_network.UnrolledDnCNN, channels: 1, iterations: 2, features: 8, depth: 3}",
         "finetune=distill",
         "debug=limit",
         "benchmark.repeats=1",

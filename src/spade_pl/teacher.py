@@ -24,34 +24,24 @@ from spade_pl.errors import SpadeInputError
 from spade_pl.io_utils import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
-# what shapes the dense model (network, data, mask, pre-training recipe, trainer, seed) ...
+# what shapes the dense model: the network section (its architecture and pre-training recipe; fine-tuning recipes
+# live in conf/recipe), the data, the problem, the pre-training config, the trainer and the seed ...
 SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
-# ... minus what does not: how fast data loads, where a run writes, how pruned copies are tuned
-IGNORED = {"data": ("num_workers",), "trainer": ("default_root_dir",), "problem": ("ei_weight",)}
-IGNORED_NETWORK = (
-    "finetune_lr",
-    "supervised_lr",
-    "finetune_epochs",
-    "selfsup_epochs",
-    "selfsup_lr",
-    "selfsup_ema_decay",
-    "selfsup_ei_weight",
-    "selfsup_norm",
-    "finetune_scheduler",
-)
+# ... except where a run loads and writes, which changes nothing in the model
+RUN_ENVIRONMENT = {"data": ("num_workers",), "trainer": ("default_root_dir",)}
 
 
 def teacher_key(cfg: DictConfig) -> str:
-    """A short hash of everything in ``cfg`` that shapes the dense model, and nothing that does not."""
+    """A short hash of the sections of ``cfg`` that shape the dense model (:data:`SHAPING_SECTIONS`), whole: a
+    setting added to one of them enters the key, and nothing of the fine-tuning (``finetune``, ``recipe``,
+    ``prune``) can."""
     shaping = {
         k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
         for k in SHAPING_SECTIONS
     }
-    for section, keys in IGNORED.items():
+    for section, keys in RUN_ENVIRONMENT.items():
         for key in keys:
             shaping[section].pop(key, None)
-    for key in IGNORED_NETWORK:
-        shaping["network"].pop(key, None)
     if cfg.allow_tf32:  # TF32 arithmetic trains a (slightly) different model; off keeps older keys
         shaping["allow_tf32"] = True
     blob = json.dumps(shaping, sort_keys=True, default=str)
