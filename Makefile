@@ -22,9 +22,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 		|| (echo "torchvision is installed in $(VENV): it breaks lightning/torchmetrics; uninstall it" && exit 1)
 	touch $@
 
-## The main job on the embedded default data (dense teacher -> prune -> fine-tune -> test -> report).
+## The main job on the embedded default data with the small DEQ (dense teacher -> prune -> fine-tune -> test ->
+## report -> summary): the network whose pruning pays on a 2-core CPU (docs: Results).
 demo: setup
-	$(PY) -m spade_pl
+	$(PY) -m spade_pl network=deq
 
 ## Every test, the slow end-to-end ones (real sweeps in subprocesses) included: what CI runs.
 test: setup

@@ -10,8 +10,11 @@ from spade_pl.benchmark import (
     BenchmarkSettings,
     benchmark_markdown,
     benchmark_pair,
+    first_volume,
     median_seconds,
     repeat_first_slice,
+    speedup_cap,
+    speedup_cap_line,
 )
 from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
@@ -109,3 +112,35 @@ def test_median_seconds_times_each_call_after_the_warm_up():
 
     seconds = median_seconds(sleep_a_little, repeats=5, warmup=2)
     assert len(calls) == 7 and 0.002 <= seconds < 0.5
+
+
+def test_first_volume_batches_the_slices_of_the_first_volume_only():
+    slices = [
+        _batch(batch=1)._replace(fname=[name], slice_num=torch.tensor([k]))
+        for name, k in (("a.h5", 0), ("a.h5", 1), ("a.h5", 2), ("b.h5", 0))
+    ]
+    volume = first_volume(slices)
+    assert volume.fname == ["a.h5"] * 3 and volume.slice_num.tolist() == [0, 1, 2]
+    assert volume.masked_kspace.shape[0] == 3 and torch.equal(volume.maps[2], slices[2].maps[0])
+
+
+def _parts(priors: dict[str, int], ffts: int, other: int) -> dict:
+    return {
+        "macs_forward": sum(priors.values()) + ffts + other,
+        "macs_parts": {"priors": priors, "ffts": ffts, "other_layers": other},
+    }
+
+
+def test_the_speedup_cap_counts_what_pruning_left_alone_at_its_dense_cost():
+    dense = _parts({"cascade0": 500, "sens": 300}, ffts=150, other=50)
+    pruned = _parts({"cascade0": 125, "sens": 300}, ffts=150, other=50)
+    cap = speedup_cap({"dense": dense, "pruned": pruned})
+    assert cap["untouched_macs"] == {"unpruned prior sens": 300, "FFTs": 150, "other layers": 50}
+    assert cap["untouched_share"] == pytest.approx(0.5) and cap["mac_cap"] == pytest.approx(2.0)
+    line = speedup_cap_line({"dense": dense, "pruned": pruned})
+    assert (
+        line.startswith("Speed-up capped at 2.00x") and "(unpruned prior sens 30%, FFTs 15%, other layers 5%)" in line
+    )
+    everything = _parts({"prior": 900}, ffts=100, other=0)
+    assert speedup_cap({"dense": everything, "pruned": _parts({"prior": 200}, 100, 0)})["mac_cap"] == pytest.approx(10)
+    assert speedup_cap({"dense": {"macs_forward": 1}, "pruned": {"macs_forward": 1}}) is None  # an old benchmark.json

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import h5py
 import lightning as L
 import pytest
 import torch
@@ -125,7 +126,7 @@ def test_optimizer_trains_the_pruned_parameters(make_cfg):
     assert not torch.equal(seen["before"], layer().weight)
 
 
-def test_full_spade_job_tiny(make_cfg, tmp_path):
+def test_full_spade_job_tiny(make_cfg, tmp_path, tiny_data_root):
     results = run(make_cfg("debug=limit", "finetune=distill", "benchmark.repeats=2", "benchmark.warmup=1"))
     assert list(results["models"]) == ["zero-filled", "dense", "pruned (one-shot)", "pruned + distill"]
     bench = json.loads((tmp_path / "run" / "benchmark.json").read_text())
@@ -133,6 +134,19 @@ def test_full_spade_job_tiny(make_cfg, tmp_path):
     assert bench["mac_bound_forward"] > 1
     md = (tmp_path / "run" / "results.md").read_text()
     assert "Measured whole-forward speed-up" in md and "| pruned + distill |" in md
+    volume = bench["volume"]  # the first test volume, all its slices in one forward
+    first = sorted((tiny_data_root / "test").glob("*.h5"))[0]
+    with h5py.File(first) as hf:
+        assert volume["fname"] == first.name and volume["slices"] == hf["kspace"].shape[0] > 1
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())["summary"]
+    assert summary["model"] == "pruned + distill"
+    assert summary["psnr"]["delta"] == pytest.approx(
+        results["models"]["pruned + distill"]["mean"]["psnr"] - results["models"]["dense"]["mean"]["psnr"]
+    )
+    assert summary["per_volume"]["speedup"] == volume["speedup"]
+    assert summary["per_slice"]["speedup"] == bench["speedup_forward"]
+    assert 0 < summary["cap"]["untouched_share"] < 1 and summary["cap"]["mac_cap"] > bench["mac_bound_forward"]
+    assert md.rstrip().endswith(summary["cap"]["line"]) and "## Summary: dense vs pruned + distill" in md
 
 
 def _options(group: str) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 from fastmri import evaluate
 from torch import Tensor, nn
 
-from spade_pl.benchmark import count_forward_macs
+from spade_pl.benchmark import count_forward_macs, forward_mac_parts
 from spade_pl.metrics import volume_metrics
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
@@ -176,6 +176,16 @@ def test_whole_forward_macs_are_the_hand_computed_ones_and_so_is_the_bound():
     assert pruned.prior[0].out_channels == 4
     bound = count_forward_macs(dense, y, None) / count_forward_macs(pruned, y, None)
     assert bound == pytest.approx(hand_macs(3, 8, 8) / hand_macs(3, 4, 8))
+
+
+def test_the_forward_macs_split_into_the_prior_times_its_calls_the_ffts_and_nothing_else():
+    y = torch.randn(2, 3, 8, 8, 2)
+    parts = forward_mac_parts(ConvTransposeFFT(coils=3, features=8), y, None)
+    n, m = 64, 256
+    ffts = int(2 * (3 * 2.5 * n * math.log2(n) + 2.5 * m * math.log2(m)))
+    assert parts["prior_calls"] == {"prior": 1} and parts["ffts"] == ffts
+    assert parts["priors"]["prior"] == 2 * hand_macs(3, 8, 8) - ffts and parts["other_layers"] == 0
+    assert parts["total"] == 2 * hand_macs(3, 8, 8)
 
 
 # ---- PSNR / SSIM per convention ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import ctypes
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,6 +55,7 @@ class BenchmarkSettings:
     slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
     memory_format: str = "auto"  # the priors' layout (spade_pl.inference): auto = the faster, per network
     runtime: str = "auto"  # eager | cuda_graph (spade_pl.inference); auto = cuda_graph on a GPU (unrolled nets)
+    volume: bool = True  # also time one whole test volume per forward (throughput), in stage=spade and benchmark
 
     def __post_init__(self) -> None:
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
@@ -86,6 +87,38 @@ def repeat_first_slice(batch: Sample, slices: int) -> Sample:
     )
 
 
+def first_volume(batches: Iterable[Sample]) -> Sample:
+    """The slices of the first volume of ``batches`` (an evaluation loader, in volume order) in one batch."""
+    parts: list[Sample] = []
+    for batch in batches:
+        if parts and batch.fname[0] != parts[0].fname[0]:
+            break
+        parts.append(batch)
+    return type(parts[0])(
+        *(
+            torch.cat(field) if isinstance(field[0], Tensor) else [v for part in field for v in part]
+            for field in zip(*parts, strict=True)
+        )
+    )
+
+
+def benchmark_volume(
+    dense: MBDLNetwork, pruned: MBDLNetwork, volume: Sample, settings: BenchmarkSettings
+) -> dict[str, Any]:
+    """Dense vs pruned on all of a volume's slices in one forward (throughput), with half the repetitions of
+    the per-slice benchmark (at least 5): a volume forward costs as many slices as it has."""
+    timing = replace(settings, repeats=max(5, settings.repeats // 2), warmup=max(1, min(settings.warmup, 2)))
+    seconds = time_forwards({"dense": dense, "pruned": pruned}, volume, timing, as_given=True)
+    return {
+        "fname": volume.fname[0],
+        "slices": int(volume.y.shape[0]),
+        "repeats": timing.repeats,
+        "dense_ms": seconds["dense"] * 1000,
+        "pruned_ms": seconds["pruned"] * 1000,
+        "speedup": seconds["dense"] / seconds["pruned"],
+    }
+
+
 def keep_malloc_allocations() -> bool:
     """Ask glibc malloc never to return memory to the OS (no mmap, no trimming); False where not glibc."""
     try:
@@ -103,14 +136,39 @@ def _fft_flops(x_shape, dim, *_args, out_shape=None, **_kwargs) -> int:
     return int(5 * (math.prod(x_shape) // n) * n * math.log2(max(n, 2)))
 
 
-def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: Physics) -> int:
-    """MACs of one whole forward: every module's layers (torch-pruning) + the FFTs (FlopCounterMode)."""
+def forward_mac_parts(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
+    """MACs of one whole forward, split where a speed-up can come from: each prior (MACs per call x the calls
+    this forward made, so a DEQ's solver iterations count), the FFTs of the physics, and the other layers."""
     ffts = (torch.ops.aten._fft_c2c, torch.ops.aten._fft_r2c, torch.ops.aten._fft_c2r)
     counter = FlopCounterMode(display=False, custom_mapping={op: _fft_flops for op in ffts})
-    with counter:
-        network(y, physics)
-    fft_flops = sum(n for op, n in counter.get_flop_counts()["Global"].items() if op in ffts)
-    return count_macs(network, (y, physics)) * y.shape[0] + fft_flops // 2
+    priors = network.priors()
+    calls = dict.fromkeys(priors, 0)
+    hooks = [
+        prior.register_forward_pre_hook(lambda *_args, name=name: calls.__setitem__(name, calls[name] + 1))
+        for name, prior in priors.items()
+    ]
+    try:
+        with counter:
+            network(y, physics)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    fft_macs = sum(n for op, n in counter.get_flop_counts()["Global"].items() if op in ffts) // 2
+    layers = count_macs(network, (y, physics)) * y.shape[0]
+    inputs = capture_prior_inputs(network, y, physics, [name for name, n in calls.items() if n])
+    prior_macs = {name: count_macs(priors[name], x) * x.shape[0] * calls[name] for name, x in inputs.items()}
+    return {
+        "total": layers + fft_macs,
+        "priors": prior_macs,
+        "prior_calls": calls,
+        "ffts": fft_macs,
+        "other_layers": max(0, layers - sum(prior_macs.values())),
+    }
+
+
+def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: Physics) -> int:
+    """MACs of one whole forward: every module's layers (torch-pruning) + the FFTs (FlopCounterMode)."""
+    return forward_mac_parts(network, y, physics)["total"]
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
@@ -169,13 +227,53 @@ def set_layout(
 def _profile(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
     priors = network.priors()
     inputs = capture_prior_inputs(network, y, physics, list(priors))
+    parts = forward_mac_parts(network, y, physics)
     return {
         "params": count_params(network),
         "prior_params": sum(count_params(p) for p in priors.values()),
-        "macs_forward": count_forward_macs(network, y, physics),
+        "macs_forward": parts.pop("total"),
+        "macs_parts": parts,
         "macs_per_prior_call": {name: count_macs(priors[name], x) * x.shape[0] for name, x in inputs.items()},
         "inputs": inputs,
     }
+
+
+def speedup_cap(result: dict[str, Any]) -> dict[str, Any] | None:
+    """What pruning left alone and the MAC speed-up it caps: the dense MACs of every part whose MACs pruning
+    did not reduce (unpruned priors, FFTs, other layers), their share and ``total / untouched`` (the speed-up
+    if the pruned priors cost nothing). None for a result without the parts (older benchmark.json files)."""
+    dense, pruned = result["dense"].get("macs_parts"), result["pruned"].get("macs_parts")
+    if dense is None or pruned is None:
+        return None
+    untouched = {
+        f"unpruned prior {name}": macs
+        for name, macs in dense["priors"].items()
+        if pruned["priors"].get(name, macs) >= macs
+    }
+    untouched |= {"FFTs": dense["ffts"], "other layers": dense["other_layers"]}
+    untouched = {name: macs for name, macs in untouched.items() if macs}
+    total, left = result["dense"]["macs_forward"], sum(untouched.values())
+    return {
+        "untouched_macs": untouched,
+        "untouched_share": left / total,
+        "mac_cap": total / left if left else math.inf,
+    }
+
+
+def speedup_cap_line(result: dict[str, Any]) -> str:
+    """One line on where the speed-up is capped, for the benchmark table and the run's summary."""
+    cap = speedup_cap(result)
+    if cap is None:
+        return ""
+    total = result["dense"]["macs_forward"]
+    parts = ", ".join(
+        f"{name} {macs / total:.0%}" for name, macs in sorted(cap["untouched_macs"].items(), key=lambda kv: -kv[1])
+    )
+    bound = f"{cap['mac_cap']:.2f}x" if math.isfinite(cap["mac_cap"]) else "no limit"
+    return (
+        f"Speed-up capped at {bound} in MACs by what pruning leaves alone: {cap['untouched_share']:.0%} of the "
+        f"dense MACs ({parts or 'nothing'})."
+    )
 
 
 def benchmark_pair(
@@ -226,10 +324,14 @@ class _Timed:
     malloc_kept: bool
 
 
-def _place(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> _Timed:
+def _place(
+    networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings, as_given: bool = False
+) -> _Timed:
+    """``batch`` on the device (its first slice ``settings.slices`` times, or ``as_given``) and each network
+    there in its layout."""
     device = settings.torch_device()
     kept = settings.keep_allocations and device.type == "cpu" and keep_malloc_allocations()
-    batch = repeat_first_slice(batch, settings.slices)
+    batch = batch if as_given else repeat_first_slice(batch, settings.slices)
     batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
     physics, y = constants_fixed(batch.physics()), batch.y  # one acquisition: no device reads in a forward
     nets = {name: copy.deepcopy(net).to(device).eval() for name, net in networks.items()}
@@ -246,11 +348,14 @@ def _prepared_forwards(placed: _Timed) -> dict[str, tuple[Callable[[], Any], dic
     }
 
 
-def time_forwards(networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings) -> dict[str, float]:
+def time_forwards(
+    networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings, as_given: bool = False
+) -> dict[str, float]:
     """Median seconds per whole forward of each network, timed as :func:`benchmark_pair` times a pair (same
-    input, layouts, runtime; all interleaved): for choices that compare more than two networks."""
+    input, layouts, runtime; all interleaved): for choices that compare more than two networks, and for whole
+    volumes (``as_given``: ``batch`` itself, not its first slice repeated)."""
     with _timing_flags(settings):
-        placed = _place(networks, batch, settings)
+        placed = _place(networks, batch, settings, as_given)
         with torch.no_grad():
             calls = {name: call for name, (call, _) in _prepared_forwards(placed).items()}
             return _interleaved_medians(calls, settings, placed.device)
@@ -299,6 +404,7 @@ def _benchmark_pair(
             "params": prof["params"],
             "prior_params": prof["prior_params"],
             "macs_forward": prof["macs_forward"],
+            "macs_parts": prof["macs_parts"],
             "macs_per_prior_call": prof["macs_per_prior_call"],
             "memory_format": placed.layouts[name],
             "runtime": prepared[name][1],
@@ -349,6 +455,17 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     for name in d["macs_per_prior_call"]:
         a, b = d["macs_per_prior_call"][name], p["macs_per_prior_call"][name]
         rows.append((f"MACs per call, {name}", f"{a:,}", f"{b:,}", f"{a / b:.2f}x"))
+    if volume := result.get("volume"):
+        rows.insert(
+            1,
+            (
+                f"whole test volume ({volume['slices']} slices in one forward, {volume['repeats']} repetitions), "
+                "median ms",
+                f"{volume['dense_ms']:.1f}",
+                f"{volume['pruned_ms']:.1f}",
+                f"{volume['speedup']:.2f}x",
+            ),
+        )
     if "memory_format" in d:
 
         def layout(chosen: dict[str, Any]) -> str:
@@ -387,4 +504,6 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
         f"Measured whole-forward speed-up {result['speedup_forward']:.2f}x = "
         f"{result['measured_over_bound']:.0%} of the MAC bound {result['mac_bound_forward']:.2f}x.",
     ]
+    if cap := speedup_cap_line(result):
+        lines.append(cap)
     return "\n".join(lines) + "\n"

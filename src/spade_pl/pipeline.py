@@ -32,7 +32,15 @@ from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheck
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from spade_pl.batch import Sample
-from spade_pl.benchmark import BenchmarkSettings, benchmark_markdown, benchmark_pair, set_layout, time_forwards
+from spade_pl.benchmark import (
+    BenchmarkSettings,
+    benchmark_markdown,
+    benchmark_pair,
+    benchmark_volume,
+    first_volume,
+    set_layout,
+    time_forwards,
+)
 from spade_pl.checkpoints import SafeCheckpointIO, read_checkpoint
 from spade_pl.config_checks import check_config
 from spade_pl.data.splits import SplitDataModule
@@ -50,6 +58,7 @@ from spade_pl.pruning.target import TargetSearch, largest_ratio, smallest_ratio_
 from spade_pl.pruning.widths import CANDIDATES, Candidate, WidthChoice, choose_round_to
 from spade_pl.report import pruning_markdown, split_test_results, write_results
 from spade_pl.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
+from spade_pl.summary import run_summary, summary_text
 from spade_pl.teacher import TeacherCache
 from spade_pl.tracking import Tracking, summary_record
 
@@ -367,6 +376,15 @@ class Run:
         settings = BenchmarkSettings(**self.cfg.benchmark)
         log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
         result = {**benchmark_pair(dense, pruned, self.benchmark_batch(settings), settings), **(extra or {})}
+        if settings.volume and settings.size is None:
+            volume = first_volume(self.datamodule.test_dataloader())
+            if volume.y.shape[0] > 1:  # single images (super-resolution) have no volume to batch
+                log.info(
+                    "[benchmark] dense vs pruned on the %d slices of %s in one forward",
+                    len(volume.fname),
+                    volume.fname[0],
+                )
+                result["volume"] = benchmark_volume(dense, pruned, volume, settings)
         atomic_write_json(self.output_dir / "benchmark.json", result)
         text = preface.lstrip("\n") + benchmark_markdown(result)
         atomic_write_text(self.output_dir / "benchmark.md", text)
@@ -530,6 +548,9 @@ class Run:
         }
         if self.validation:
             results["validation"] = self.validation
+        if summary := run_summary(results):
+            results["summary"] = summary
+            extra_markdown += "\n" + summary_text(summary)
         if not self.writer:
             return results
         examples = {name: module.example for name, module in tested.items() if module.example}
