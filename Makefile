@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint benchmark clean
+.PHONY: setup demo test test-fast lint docs clean
 
 setup: $(VENV)/.installed
 
@@ -41,3 +41,7 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .cache logs outputs multirun
+
+## The documentation site at http://127.0.0.1:8000 (mkdocs-material; `mkdocs build --strict` runs in make test).
+docs: setup
+	$(VENV)/bin/mkdocs serve

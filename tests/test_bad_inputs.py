@@ -24,7 +24,7 @@ from spade_pl.models import EDSR
 from spade_pl.pipeline import run
 
 TINY_FASTMRI = [*TINY_NETWORKS["e2e_varnet"], "logger=csv", "trainer.accelerator=cpu", "data.batch_size=2"]
-DOCS = [Path(__file__).resolve().parents[1] / "README.md"]
+DOCS = [Path(__file__).resolve().parents[1] / "docs" / "reliability.md"]
 RESULT_FILES = ("results.json", "results.md", "results.png", "benchmark.json", "benchmark.md")
 
 # (command-line overrides, a fragment of the one-line message); {data}/{ckpt} are filled in by the fixture
@@ -208,5 +208,12 @@ def test_bad_input_stops_in_one_line_with_exit_2(
 
 def test_the_docs_count_the_bad_inputs_this_suite_has():
     """The number the docs quote is this suite's, not one typed once and left behind."""
-    quoted = re.findall(r"runs \*\*(\d+) bad inputs\*\*", "\n".join(p.read_text() for p in DOCS))
-    assert quoted and all(int(n) == len(CASES) for n in quoted)
+    text = "\n".join(p.read_text() for p in DOCS)
+    for pattern, cases in (
+        (r"runs \*\*(\d+) bad inputs\*\*", CASES),
+        (r"\*\*(\d+) config values\*\*", CONFIG_CASES),
+        (r"\*\*(\d+) data sets\*\*", DATA_CASES),
+        (r"\*\*(\d+) checkpoints\*\*", CHECKPOINT_CASES),
+    ):
+        quoted = re.findall(pattern, text)
+        assert quoted and all(int(n) == len(cases) for n in quoted), pattern
