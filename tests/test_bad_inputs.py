@@ -33,6 +33,8 @@ CONFIG_CASES = [
     ("prune.ratio=-0.1", "prune.ratio=-0.1 is invalid"),
     ("prune.ratio=abc", "prune.ratio=abc is invalid"),
     ("prune.importance=taylor", "prune.importance='taylor' is unknown; allowed:"),
+    ("prune.importance={{_target_:torch.nn.Linear}}", "is not a torch-pruning importance class"),
+    ("prune.importance={{_target_:torch_pruning.importance.GroupTaylorImportance}}", "ranks channels by gradients"),
     ("prune.round_to=0", "prune.round_to=0 is invalid; allowed: null, an integer >= 1, or auto"),
     ("prune.round_to=fast", "prune.round_to=fast is invalid; allowed: null, an integer >= 1, or auto"),
     ("prune.iterative_steps=0", "prune.iterative_steps=0 is invalid"),
@@ -217,3 +219,18 @@ def test_the_docs_count_the_bad_inputs_this_suite_has():
     ):
         quoted = re.findall(pattern, text)
         assert quoted and all(int(n) == len(cases) for n in quoted), pattern
+
+
+def test_an_error_starts_on_its_own_line_while_a_progress_bar_is_drawn(capfd):
+    """Lightning's bars end their line only when they close; the error line must not be glued to one."""
+    from tqdm import tqdm
+
+    from spade_pl.errors import print_error
+
+    print_error("first")
+    bar = tqdm(total=10, desc="Epoch 0", file=sys.stderr)
+    bar.update(3)
+    print_error("non-finite training loss nan at step 3")
+    bar.close()
+    lines = capfd.readouterr().err.replace("\r", "\n").splitlines()
+    assert "error: first" in lines and "error: non-finite training loss nan at step 3" in lines

@@ -11,14 +11,14 @@ from spade_pl.data.transform import MRISample
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import Distill, SelfSupervised, Supervised
 from spade_pl.finetune.base import ReconstructionLoss
-from spade_pl.finetune.selfsup import default_transforms, magnitude_sparsity, relative_error
-from spade_pl.finetune.transforms import Rotations, Shifts, Union, rotate
+from spade_pl.finetune.selfsup import magnitude_sparsity, relative_error
 from spade_pl.metrics import slice_metrics
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes
 from spade_pl.physics.sr import Downsampling, make_kernel
+from spade_pl.transforms import Rotations, Shifts, Union, rotate
 
 
 def _batch(size=32, coils=4, full=False, with_maps=True, target=None) -> MRISample:
@@ -247,9 +247,9 @@ def test_shifts_are_exact_circular_and_never_the_identity():
 
 
 def test_the_default_group_is_what_the_problem_is_not_equivariant_to():
-    mri = default_transforms(MultiCoilMRI(mask=torch.ones(1, 1, 1, 8, 1, dtype=torch.bool)))
+    mri = MultiCoilMRI(mask=torch.ones(1, 1, 1, 8, 1, dtype=torch.bool)).ei_transforms()
     assert isinstance(mri, Rotations) and mri.angles == [90.0, 180.0, 270.0]
-    sr = default_transforms(Downsampling(kernel=make_kernel("gaussian", 3), scale=3))
+    sr = Downsampling(kernel=make_kernel("gaussian", 3), scale=3).ei_transforms()
     assert isinstance(sr, Union) and isinstance(sr.groups[0], Rotations)
     assert set(sr.groups[1].shifts) == {(r, c) for r in range(3) for c in range(3)} - {(0, 0)}
 

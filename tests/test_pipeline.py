@@ -147,6 +147,7 @@ def test_full_spade_job_tiny(make_cfg, tmp_path, tiny_data_root):
     assert summary["per_slice"]["speedup"] == bench["speedup_forward"]
     assert 0 < summary["cap"]["untouched_share"] < 1 and summary["cap"]["mac_cap"] > bench["mac_bound_forward"]
     assert md.rstrip().endswith(summary["cap"]["line"]) and "## Summary: dense vs pruned + distill" in md
+    assert f"= {bench['measured_over_bound']:.0%} of the MAC bound {bench['mac_bound_forward']:.2f}x" in md
 
 
 def _options(group: str) -> list[str]:

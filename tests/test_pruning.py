@@ -1,6 +1,7 @@
 """SPADE pruning semantics, structural equivalence, checkpoints, training after pruning, bad input."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -182,3 +183,45 @@ def test_structure_that_does_not_fit_the_network_is_refused():
     other = E2EVarNet(num_cascades=1, chans=6, pools=2, sens_chans=4, sens_pools=2)
     with pytest.raises(SpadeInputError, match=r"prior\(s\) \['cascade1'\] that this network does not have"):
         replay_structure(other, result.structure)
+
+
+def _kept_weights(importance) -> dict[str, torch.Tensor]:
+    net = _tiny()
+    prune_network(net, *_inputs(), PruneSettings(ratio=0.5, importance=importance))
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_importance_takes_any_torch_pruning_class_by_target_and_the_shorthand_is_that_class():
+    """``l1`` is torch-pruning's group magnitude importance with SPADE's arguments: spelled out as a
+    ``_target_`` it keeps exactly the same channels; another class (LAMP) keeps other ones."""
+    spelled = {
+        "_target_": "torch_pruning.importance.GroupMagnitudeImportance",
+        "p": 1,
+        "group_reduction": "sum",
+        "normalizer": None,
+    }
+    shorthand, explicit = _kept_weights("l1"), _kept_weights(spelled)
+    assert shorthand.keys() == explicit.keys() and all(torch.equal(shorthand[k], explicit[k]) for k in shorthand)
+    lamp = _kept_weights({"_target_": "torch_pruning.importance.LAMPImportance"})
+    assert all(lamp[k].shape == shorthand[k].shape for k in shorthand)  # the same widths
+    assert any(not torch.equal(lamp[k], shorthand[k]) for k in shorthand)  # other channels
+
+
+@pytest.mark.parametrize(
+    "importance, message",
+    [
+        ({"_target_": "torch.nn.Linear"}, "is not a torch-pruning importance class"),
+        ({"_target_": "torch_pruning.importance.GroupTaylorImportance"}, "ranks channels by gradients"),
+        ({"p": 1}, "is invalid; allowed: l1, l2, random, or {_target_:"),
+    ],
+)
+def test_importance_classes_that_cannot_rank_here_are_one_line(importance, message):
+    with pytest.raises(SpadeInputError, match=re.escape(message)):
+        PruneSettings(importance=importance)
+
+
+def test_priors_a_network_keeps_dense_are_left_alone_unless_asked():
+    net = _tiny()
+    assert net.dense_priors == ("sens",)
+    assert PruneSettings().prior_names(net) == ["cascade0", "cascade1"]
+    assert PruneSettings(include_sensitivity_net=True).prior_names(net) == ["cascade0", "cascade1", "sens"]

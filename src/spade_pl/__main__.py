@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from spade_pl.errors import SpadeInputError, message_of
+from spade_pl.errors import SpadeInputError, message_of, print_error
 
 log = logging.getLogger("spade_pl")
 #: a write failing for these reasons is the machine's state, not a bug: one line, exit 2
@@ -60,7 +60,7 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.error("error: %s", one_line(err))  # into the job's own log file
             raise  # Hydra marks this job failed and reports it after the sweep's other jobs have run
-        print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
+        print_error(one_line(err))
         sys.exit(2)
 
 
@@ -106,7 +106,7 @@ def cli() -> None:
     if not any(arg.startswith("-") for arg in overrides):
         problem = command_line_problem(overrides)
         if problem is not None:
-            print(f"error: {problem}", file=sys.stderr, flush=True)
+            print_error(problem)
             sys.exit(2)
     main()
 

@@ -373,7 +373,7 @@ def _benchmark_pair(
 
         def run_forward(name: str) -> None:
             prepared[name][0]()
-            stats = getattr(nets[name], "solver_stats", None)
+            stats = nets[name].solver_stats
             if stats:
                 iterations[name].append(int(stats["iterations"]))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class SpadeInputError(ValueError):
     """Bad user input (config value, data file, checkpoint): the message names the value and what is allowed."""
@@ -27,3 +29,13 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`SpadeInputError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise SpadeInputError(message)
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr on a line of its own, also while a progress bar is drawn there (Lightning's
+    tqdm bars end their line only when they close): an open bar's line is ended first."""
+    from tqdm import tqdm
+
+    bar_open = any(not bar.disable for bar in getattr(tqdm, "_instances", ()))
+    sys.stderr.write(("\n" if bar_open else "") + f"error: {message}\n")
+    sys.stderr.flush()

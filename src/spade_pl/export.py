@@ -61,7 +61,7 @@ def export_network(
     the priors' memory format the network was put in (:func:`spade_pl.benchmark.set_layout`; the trace keeps
     it). A network the trace cannot capture is an input error that says why."""
     require(
-        not hasattr(network, "solver_stats"),
+        not network.iterative,
         f"stage=export cannot trace {type(network).__name__}: its fixed-point solver runs a data-dependent "
         f"number of iterations; allowed: unrolled networks (e2e_varnet, varnet, du_sr)",
     )

@@ -102,7 +102,7 @@ def constants_fixed(physics: Physics) -> Physics:
 def resolve_runtime(choice: str, network: MBDLNetwork, device: torch.device) -> str:
     """``choice`` for ``network`` on ``device``, ``auto`` resolved; a clear error where it cannot run."""
     require(choice in RUNTIMES, f"runtime={choice!r} is unknown; allowed: {', '.join(RUNTIMES)}")
-    iterative = hasattr(network, "solver_stats")  # a fixed-point solver: data-dependent iteration count
+    iterative = network.iterative  # a fixed-point solver: data-dependent iteration count
     if choice == "auto":
         return "cuda_graph" if device.type == "cuda" and not iterative else "eager"
     if choice == "cuda_graph":

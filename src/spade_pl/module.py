@@ -137,7 +137,7 @@ class ReconModule(L.LightningModule):
 
     def _log_solver(self, split: str) -> None:
         """Iterative networks (DEQ) expose their last solve; its cost and convergence go to the logger."""
-        stats = getattr(self.network, "solver_stats", None)
+        stats = self.network.solver_stats
         if stats:
             self.log_dict({f"{split}/solver_{k}": float(v) for k, v in stats.items()}, batch_size=1)
 

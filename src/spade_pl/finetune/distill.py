@@ -13,8 +13,8 @@ from spade_pl.models.base import MBDLNetwork
 
 class Distill(Objective):
     """``ℓ(|f(y)|, |f0(y)|)``, plus ``cascade_weight`` times the mean of the same loss between the two networks'
-    images after each earlier cascade (unrolled networks with ``cascade_images``): the pruned cascade ``i``
-    is taught what the dense cascade ``i`` produced, not only what the last one did."""
+    images after each earlier cascade (unrolled networks, whose ``cascade_images`` are not None): the pruned
+    cascade ``i`` is taught what the dense cascade ``i`` produced, not only what the last one did."""
 
     uses_ground_truth = False
     needs_teacher = True
@@ -29,12 +29,13 @@ class Distill(Objective):
         """The compared images: the output, preceded by every earlier cascade's when those are distilled too."""
         if not self.cascade_weight:
             return [batch.image(network(batch.y, batch.physics()))]
+        cascades = network.cascade_images(batch.y, batch.physics())
         require(
-            hasattr(network, "cascade_images"),
+            cascades is not None,
             f"finetune.objective.cascade_weight={self.cascade_weight} needs a network with cascades (e2e_varnet, "
             f"varnet); {type(network).__name__} has none; allowed here: 0",
         )
-        return [batch.image(x) for x in network.cascade_images(batch.y, batch.physics())]
+        return [batch.image(x) for x in cascades]
 
     def forward(
         self, batch: Sample, student: MBDLNetwork, teacher: MBDLNetwork | None

@@ -7,7 +7,7 @@ With ``x1 = f(y)``, a fixed operator ``A`` and transforms ``T_g`` (rotations or 
            (+ the splitting term, and optionally s · ‖|x1|‖₁ / (√N ‖|x1|‖₂): :func:`magnitude_sparsity`)
 
 Every term is a *relative* error — squared as written, or with ``norm=1`` ``‖e‖₁ / ‖r‖₁``, which weighs the
-many small background errors as much as the few large ones (README, Measured) — per slice, then averaged, so
+many small background errors as much as the few large ones — per slice, then averaged, so
 the three sit on one scale whatever the data's scale, the number of coils or the sampling rate (``M_g`` masks
 the corners an arbitrary-angle rotation leaves empty; it is 1 everywhere for the default 90°/180°/270° group).
 ``A`` stays fixed during fine-tuning: its coil maps come from the data, or, for a network that estimates them
@@ -24,12 +24,11 @@ from torch import Tensor
 from spade_pl.batch import Sample
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
-from spade_pl.finetune.transforms import Rotations, Shifts, TransformGroup, Union
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
-from spade_pl.physics.sr import Downsampling
 from spade_pl.safe_math import root_sum_of_squares
+from spade_pl.transforms import TransformGroup
 
 
 def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None, norm: float = 2) -> Tensor:
@@ -56,18 +55,9 @@ def magnitude_sparsity(planes: Tensor) -> Tensor:
     return (magnitude.sum(1) / l2.clamp_min(torch.finfo(planes.dtype).tiny)).mean()
 
 
-def default_transforms(physics: Physics) -> TransformGroup:
-    """The transforms ``physics`` is not equivariant to, which is what EI learns from: exact quarter turns
-    for Cartesian MRI (a column mask is equivariant to shifts); for super-resolution, quarter turns and
-    circular shifts by less than the scale (each puts the image on another decimation sub-grid)."""
-    if isinstance(physics, Downsampling):
-        return Union([Rotations(), Shifts(period=physics.scale)])
-    return Rotations()
-
-
 class SelfSupervised(Objective):
-    """Measurement consistency + EI; ``transform`` is the group (``None``: :func:`default_transforms`), ``norm``
-    the p of every relative error.
+    """Measurement consistency + EI; ``transform`` is the group (``None``: the physics' own,
+    ``Physics.ei_transforms``), ``norm`` the p of every relative error.
 
     Training draws a new split every step; evaluation always uses the one drawn from ``eval_split_seed``, so
     ``val/loss`` compares epochs (``experiments/selfsup_criterion.py`` averages over many seeds instead).
@@ -151,7 +141,7 @@ class SelfSupervised(Objective):
 
         mc = relative_error(measure(x1, operator), y, norm=self.norm)
         ei = x1.new_zeros(())
-        group = self.transform or default_transforms(physics)
+        group = self.transform or physics.ei_transforms()
         for g in group.sample(student.training):
 
             def act(planes: Tensor, g=g) -> Tensor:

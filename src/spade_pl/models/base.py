@@ -36,6 +36,14 @@ class MBDLNetwork(nn.Module, ABC):
     needs_maps: bool = False
     #: the inverse problems (``problem.name``) whose physics this network can take
     problems: tuple[str, ...] = ("csmri",)
+    #: priors that pruning leaves dense unless asked (``prune.include_sensitivity_net``, ``prune.priors``), e.g.
+    #: E2E-VarNet's sensitivity net, whose maps every cascade depends on
+    dense_priors: tuple[str, ...] = ()
+    #: True for fixed-point networks: a data-dependent number of iterations per forward, so no TorchScript trace
+    #: and no CUDA graph; their forward leaves its statistics in ``solver_stats``
+    iterative: bool = False
+    #: the last forward's solver statistics (``iterations``, ``residual``, ``converged``), for iterative networks
+    solver_stats: dict[str, Any] | None = None
 
     @abstractmethod
     def forward(self, y: Tensor, physics: Physics) -> Tensor: ...
@@ -71,6 +79,11 @@ class MBDLNetwork(nn.Module, ABC):
         unknown = [n for n in names if n not in priors]
         require(not unknown, f"prior name(s) {unknown} do not exist; this network has: {', '.join(priors)}")
         return {n: priors[n] for n in names}
+
+    def cascade_images(self, y: Tensor, physics: Physics) -> list[Tensor] | None:
+        """The image after every cascade of an unrolled network, the last being :meth:`forward`'s output (what
+        per-cascade distillation matches to the teacher's); None for networks without cascades."""
+        return None
 
     def calibration(self, y: Tensor, physics: Physics) -> Tensor | None:
         """What the network computes from the fully sampled centre of ``y`` alone (E2E-VarNet: its coil maps),

@@ -72,6 +72,7 @@ class E2EVarNet(MBDLNetwork):
     """
 
     needs_maps = False
+    dense_priors = ("sens",)
     OUTPUTS = ("combined", "rss")
 
     def __init__(

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from spade_pl.transforms import Rotations, TransformGroup
+
 
 class DataTerm:
     """``A`` bound to measurements ``y``: what unrolled and fixed-point networks iterate with."""
@@ -92,6 +94,12 @@ class Physics(ABC):
     def transformed(self, transform: Callable[[Tensor], Tensor]) -> Physics:
         """The operator that measures ``transform(x)`` as this one measures ``x`` (default: unchanged)."""
         return self
+
+    def ei_transforms(self) -> TransformGroup:
+        """The transforms this operator is *not* equivariant to, which equivariant imaging learns from (a new
+        group, with its own randomness, per call): exact quarter turns here, which suit Cartesian MRI (a column
+        mask is equivariant to shifts); a physics equivariant to rotations returns another group."""
+        return Rotations()
 
     def frozen(self) -> Physics:
         """This operator with every tensor detached (nothing the optimiser could move)."""

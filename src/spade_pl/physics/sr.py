@@ -21,6 +21,7 @@ from torch import Tensor
 
 from spade_pl.errors import require
 from spade_pl.physics.base import DataTerm, Physics
+from spade_pl.transforms import Rotations, Shifts, TransformGroup, Union
 
 SCALES = (2, 3, 4)
 KERNELS = ("gaussian", "bicubic")
@@ -86,6 +87,11 @@ class Downsampling(Physics):
     scale: int
     mask: Tensor | None = None
     channels: int = 3
+
+    def ei_transforms(self) -> TransformGroup:
+        """Quarter turns and circular shifts by less than the scale: each puts the image on another decimation
+        sub-grid, and super-resolution is equivariant to neither."""
+        return Union([Rotations(), Shifts(period=self.scale)])
 
     def __post_init__(self) -> None:
         require(int(self.scale) in SCALES, f"super-resolution scale {self.scale} is invalid; allowed: {SCALES}")
