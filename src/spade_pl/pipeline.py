@@ -63,7 +63,6 @@ from spade_pl.teacher import TeacherCache
 from spade_pl.tracking import Tracking, summary_record
 
 log = logging.getLogger(__name__)
-STAGES = ("spade", "pretrain", "test", "prune", "benchmark", "export")
 TEST_TIME = "test-time"
 # finetune.test_time_* settings -> what each replaces in the fine-tuning recipe during test-time adaptation
 TEST_TIME_SETTINGS = {
@@ -617,37 +616,71 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     if frozen := (cfg.get("finetune") or {}).get("frozen_priors"):
         with torch.random.fork_rng(devices=[]):  # checked on a throwaway network: no random stream moves
             freeze_priors(r.new_network(), frozen)  # a name the network lacks stops the run before any training
-    if cfg.stage == "pretrain":
-        return {"checkpoint": str(r.pretrain())}
-    if cfg.stage == "test":
-        require(cfg.ckpt_path is not None, "stage=test needs ckpt_path=/path/to/model.ckpt")
-        return r.report({"model": r.test("model", r.load_network(cfg.ckpt_path)[0])})
-    if cfg.stage == "spade":
-        return run_spade(r)
-    if cfg.stage == "export":
-        require(cfg.ckpt_path is not None, "stage=export needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
-        return r.export(*r.load_network(cfg.ckpt_path)) if r.writer else {}
+    return STAGES[cfg.stage](r)
+
+
+def stage_pretrain(r: Run) -> dict[str, Any]:
+    """Train the dense network; returns its checkpoint."""
+    return {"checkpoint": str(r.pretrain())}
+
+
+def stage_test(r: Run) -> dict[str, Any]:
+    """Evaluate ``ckpt_path`` (dense or pruned) on the held-out split."""
+    require(r.cfg.ckpt_path is not None, "stage=test needs ckpt_path=/path/to/model.ckpt")
+    return r.report({"model": r.test("model", r.load_network(r.cfg.ckpt_path)[0])})
+
+
+def stage_export(r: Run) -> dict[str, Any]:
+    """Write ``ckpt_path`` as weights + pruning history, its library's format and TorchScript."""
+    require(r.cfg.ckpt_path is not None, "stage=export needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
+    return r.export(*r.load_network(r.cfg.ckpt_path)) if r.writer else {}
+
+
+def _dense_and_structure(r: Run) -> tuple[MBDLNetwork, dict[str, Any], str]:
+    """The dense network of ``ckpt_path`` (random weights without one, for ``benchmark``) and the measured
+    structure choices (``prune.target_speedup``, ``round_to=auto``) with their report paragraphs."""
     require(
-        cfg.ckpt_path is not None or cfg.stage == "benchmark", f"stage={cfg.stage} needs ckpt_path=/path/to/dense.ckpt"
+        r.cfg.ckpt_path is not None or r.cfg.stage == "benchmark",
+        f"stage={r.cfg.stage} needs ckpt_path=/path/to/dense.ckpt",
     )
-    dense = r.dense_network(Path(cfg.ckpt_path)) if cfg.ckpt_path else r.new_network()
+    dense = r.dense_network(Path(r.cfg.ckpt_path)) if r.cfg.ckpt_path else r.new_network()
     extra: dict[str, Any] = {}
     markdown = r.choose_structure(dense, extra)
-    if cfg.stage == "prune":
-        pruned, pruning, path = r.prune_one_shot(dense)
-        markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
-        return r.report(
-            {"dense": r.test("dense", dense), "pruned (one-shot)": pruned},
-            {
-                **extra,
-                "pruned_checkpoint": str(path),
-                "pruning": pruning_summary(pruning),
-                "network_params": list(pruning.network_params),
-            },
-            markdown,
-        )
-    # benchmark: prune a copy of the dense network on one real (or synthetic) batch, then time both
+    return dense, extra, markdown
+
+
+def stage_prune(r: Run) -> dict[str, Any]:
+    """Prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop."""
+    dense, extra, markdown = _dense_and_structure(r)
+    pruned, pruning, path = r.prune_one_shot(dense)
+    markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
+    return r.report(
+        {"dense": r.test("dense", dense), "pruned (one-shot)": pruned},
+        {
+            **extra,
+            "pruned_checkpoint": str(path),
+            "pruning": pruning_summary(pruning),
+            "network_params": list(pruning.network_params),
+        },
+        markdown,
+    )
+
+
+def stage_benchmark(r: Run) -> dict[str, Any]:
+    """Prune a copy of the dense network on one real batch, then time both in this process."""
+    dense, extra, markdown = _dense_and_structure(r)
     batch = next(iter(r.datamodule.val_dataloader()))  # the datamodule was set up when the run started
     pruned = copy.deepcopy(dense)
     prune_network(pruned, batch.y, batch.physics(), r.prune_settings)
     return r.benchmark(dense, pruned, extra, markdown) or {}
+
+
+#: ``stage=<name>`` -> what it runs; adding a stage is one function of a :class:`Run` and one entry here
+STAGES: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "spade": run_spade,
+    "pretrain": stage_pretrain,
+    "test": stage_test,
+    "prune": stage_prune,
+    "benchmark": stage_benchmark,
+    "export": stage_export,
+}
