@@ -35,6 +35,8 @@ CONFIG_CASES = [
     ("prune.importance=taylor", "prune.importance='taylor' is unknown; allowed:"),
     ("prune.importance={{_target_:torch.nn.Linear}}", "is not a torch-pruning importance class"),
     ("prune.importance={{_target_:torch_pruning.importance.GroupTaylorImportance}}", "ranks channels by gradients"),
+    ("finetune=scratch finetune.init=fresh", "finetune.init='fresh' is invalid; allowed: pruned, scratch"),
+    ("finetune=scratch finetune.budget=all", "finetune.budget='all' is invalid; allowed: finetune, total"),
     ("prune.round_to=0", "prune.round_to=0 is invalid; allowed: null, an integer >= 1, or auto"),
     ("prune.round_to=fast", "prune.round_to=fast is invalid; allowed: null, an integer >= 1, or auto"),
     ("prune.iterative_steps=0", "prune.iterative_steps=0 is invalid"),

@@ -237,3 +237,29 @@ def test_weight_averaging_is_what_fine_tuning_selects_and_the_report_tests(make_
     tested, _ = Run(cfg).load_network(Path(out["finetuned_checkpoint"]))
     for name, value in tested.state_dict().items():
         assert torch.equal(value, averaged[f"network.{name}"])
+
+
+@pytest.mark.parametrize(
+    "strategy, label",
+    [("scratch", "scratch (pruned widths)"), ("scratch_distill", "scratch + distill (pruned widths)")],
+)
+def test_scratch_baselines_train_the_pruned_architecture_from_a_fresh_start(
+    make_cfg, dense_ckpt, tmp_path, strategy, label
+):
+    """The baselines SPADE must beat: the widths pruning chose, freshly initialised (not the dense network's kept
+    weights, not its initialisation), trained in the same job and reported under their own label; budget=total
+    trains the teacher's epochs on top."""
+    cfg = make_cfg(f"finetune={strategy}", f"ckpt_path={dense_ckpt}", "finetune.budget=total", *SHORT_FINETUNE)
+    out = run(cfg)
+    assert list(out["models"])[-1] == label and out["strategy"] == strategy and out["finetuned_model"] == label
+    r = Run(cfg)
+    pruned, structure = r.load_network(Path(out["pruned_checkpoint"]))
+    fresh, again = r.fresh_network(structure), r.fresh_network(structure)
+    kept, start = pruned.state_dict(), fresh.state_dict()
+    assert {k: v.shape for k, v in kept.items()} == {k: v.shape for k, v in start.items()}
+    assert all(torch.equal(start[k], again.state_dict()[k]) for k in start)  # seeded: the same start each time
+    weights = [k for k, v in start.items() if v.dim() > 1]
+    assert all(not torch.equal(start[k], kept[k]) for k in weights)
+    epochs = (tmp_path / "run" / "csv" / f"finetune-{strategy}" / "metrics.csv").read_text().splitlines()
+    trained = max(int(line.split(",")[0]) for line in epochs[1:]) + 1
+    assert trained == cfg.finetune.max_epochs + cfg.pretrain.max_epochs

@@ -67,6 +67,10 @@ def test_summary_record_names_models_by_role():
     assert record["strategy"] == "selfsup" and record["ratio"] == 0.25
     assert record["finetuned/delta_psnr"] == -1.0 and "speedup_forward" not in record
     assert flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": [1, 2]}
+    baseline = {**results, "models": {"dense": entry, "scratch (pruned widths)": entry}}
+    record = summary_record({**baseline, "strategy": "scratch", "finetuned_model": "scratch (pruned widths)"})
+    assert record["strategy"] == "scratch" and record["finetuned/psnr"] == 30.0  # named by the run, not parsed
+    assert record["finetuned_label"] == "scratch (pruned widths)"
 
 
 def test_dashboard_spec_builds_offline(tmp_path, capsys):

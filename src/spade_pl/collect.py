@@ -34,7 +34,13 @@ from spade_pl.io_utils import atomic_write, atomic_write_text
 from spade_pl.tracking import summary_record
 
 log = logging.getLogger(__name__)
-STRATEGY_STYLE = {"supervised": "tab:green", "distill": "tab:blue", "selfsup": "tab:orange"}
+STRATEGY_STYLE = {
+    "supervised": "tab:green",
+    "distill": "tab:blue",
+    "selfsup": "tab:orange",
+    "scratch": "tab:gray",
+    "scratch_distill": "tab:purple",
+}
 # the markdown table's columns (sweep.csv has every key of the records)
 TABLE = {
     "ratio": "ratio",
@@ -105,9 +111,11 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
         curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        labels: dict[str, str] = {}
         for r in timed:
             if f"finetuned/{metric}" in r:
                 curves[r["strategy"]].append((r["speedup_forward"], r[f"finetuned/{metric}"], r["ratio"]))
+                labels[r["strategy"]] = r.get("finetuned_label", f"pruned + {r['strategy']}")
         for strategy, points in sorted(curves.items()):
             points.sort()
             ax.plot(
@@ -115,7 +123,7 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
                 [p[1] for p in points],
                 "o-",
                 color=STRATEGY_STYLE.get(strategy),
-                label=f"pruned + {strategy}",
+                label=labels[strategy],
             )
             for x, y, ratio in points:
                 ax.annotate(f"{ratio:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)

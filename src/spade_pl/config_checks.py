@@ -47,6 +47,10 @@ def check_config(cfg: DictConfig) -> None:
     require(
         cfg.get("eval_split") in ("val", "test"), f"eval_split={cfg.get('eval_split')!r} is invalid; allowed: val, test"
     )
+    init = cfg.finetune.get("init", "pruned")
+    require(init in ("pruned", "scratch"), f"finetune.init={init!r} is invalid; allowed: pruned, scratch")
+    budget = cfg.finetune.get("budget", "finetune")
+    require(budget in ("finetune", "total"), f"finetune.budget={budget!r} is invalid; allowed: finetune, total")
     data = cfg.finetune.get("data", "train")
     require(data in ("train", "test"), f"finetune.data={data!r} is invalid; allowed: train, test (test-time)")
     for section in ("pretrain", "finetune"):

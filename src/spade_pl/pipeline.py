@@ -58,6 +58,7 @@ from spade_pl.pruning.target import TargetSearch, largest_ratio, smallest_ratio_
 from spade_pl.pruning.widths import CANDIDATES, Candidate, WidthChoice, choose_round_to
 from spade_pl.report import pruning_markdown, split_test_results, write_results
 from spade_pl.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
+from spade_pl.seeding import derive_seed
 from spade_pl.summary import run_summary, summary_text
 from spade_pl.teacher import TeacherCache
 from spade_pl.tracking import Tracking, summary_record
@@ -328,10 +329,15 @@ class Run:
         (``finetune.data=test``), on the measurements of the test split (never its ground truth)."""
         name = self.cfg.finetune.name
         recipe = self.test_time_recipe() if self.adapts_to_test() else self.cfg.finetune
-        module = self.new_module(
-            copy.deepcopy(pruned.network), recipe, teacher=teacher, structure=pruned.pruning_structure
+        start = (
+            self.fresh_network(pruned.pruning_structure)
+            if recipe.get("init", "pruned") == "scratch"
+            else copy.deepcopy(pruned.network)
         )
+        module = self.new_module(start, recipe, teacher=teacher, structure=pruned.pruning_structure)
         datamodule, epochs = None, self.cfg.finetune.max_epochs
+        if recipe.get("budget", "finetune") == "total":  # the teacher's epochs too: equal total compute
+            epochs += self.cfg.pretrain.max_epochs
         if self.adapts_to_test():
             require(
                 not module.objective.uses_ground_truth,
@@ -342,6 +348,14 @@ class Run:
             epochs = self.cfg.finetune.get("test_time_epochs") or epochs
         ckpt = self.fit(f"finetune-{name}", module, epochs, datamodule, weight_averaging(recipe.get("ema_decay")))
         return self.load_network(ckpt)[0], ckpt
+
+    def fresh_network(self, structure: dict[str, Any]) -> MBDLNetwork:
+        """The pruned architecture with a fresh initialisation (``finetune.init=scratch``: the from-scratch
+        baselines), drawn from a seed of its own so that it is neither the teacher's initialisation nor moved by
+        what ran before."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.cfg.seed, "scratch"))
+            return replay_structure(self.new_network(), structure)
 
     def test_time_recipe(self) -> DictConfig:
         """``finetune`` with each ``finetune.test_time_*`` setting that is not null in place of the recipe's
@@ -363,7 +377,7 @@ class Run:
     def finetuned_name(self) -> str:
         """How reports name the fine-tuned model; test-time adaptation is labelled as such everywhere."""
         suffix = f" ({TEST_TIME})" if self.adapts_to_test() else ""
-        return f"pruned + {self.cfg.finetune.name}{suffix}"
+        return (self.cfg.finetune.get("label") or f"pruned + {self.cfg.finetune.name}") + suffix
 
     def benchmark(
         self, dense: MBDLNetwork, pruned: MBDLNetwork, extra: dict[str, Any] | None = None, preface: str = ""
@@ -578,7 +592,8 @@ def run_spade(r: Run) -> dict[str, Any]:
         final = pruned.network
         if r.cfg.finetune.get("objective"):
             final, ckpt = r.finetune(pruned, teacher=dense)
-            extra["finetuned_checkpoint"] = str(ckpt)
+            extra.update(finetuned_checkpoint=str(ckpt), finetuned_model=r.finetuned_name())
+            extra["strategy"] = r.cfg.finetune.name
             tested[r.finetuned_name()] = r.test(r.finetuned_name(), final)
             if r.adapts_to_test():
                 markdown += (

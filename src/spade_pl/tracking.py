@@ -64,13 +64,15 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
 
     Models are named by role, not by strategy, so records of a sweep line up in one table or scatter plot.
     """
-    record: dict[str, Any] = {
-        "ratio": results.get("prune", {}).get("ratio"),
-        "strategy": next((name.split(" + ", 1)[1] for name in results["models"] if " + " in name), "none"),
-    }
+    # results.json names its fine-tuned model and strategy; files written before it did are read by the label
+    finetuned = results.get("finetuned_model") or next((n for n in results["models"] if " + " in n), None)
+    strategy = results.get("strategy") or (finetuned.split(" + ", 1)[1] if finetuned else "none")
+    record: dict[str, Any] = {"ratio": results.get("prune", {}).get("ratio"), "strategy": strategy}
+    if finetuned:
+        record["finetuned_label"] = finetuned
     dense_psnr = results["models"].get("dense", {}).get("mean", {}).get("psnr")
     for name, entry in results["models"].items():
-        role = "finetuned" if " + " in name else ROLES.get(name, name)
+        role = "finetuned" if name == finetuned else ROLES.get(name, name)
         record[f"{role}/psnr"] = entry["mean"]["psnr"]
         record[f"{role}/ssim"] = entry["mean"]["ssim"]
         if dense_psnr is not None and role != "dense":
