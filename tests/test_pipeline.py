@@ -148,6 +148,12 @@ def test_full_spade_job_tiny(make_cfg, tmp_path, tiny_data_root):
     assert 0 < summary["cap"]["untouched_share"] < 1 and summary["cap"]["mac_cap"] > bench["mac_bound_forward"]
     assert md.rstrip().endswith(summary["cap"]["line"]) and "## Summary: dense vs pruned + distill" in md
     assert f"= {bench['measured_over_bound']:.0%} of the MAC bound {bench['mac_bound_forward']:.2f}x" in md
+    cost = results["cost"]  # what each stage cost, the cached teacher's as it was trained
+    finetune = cost["finetune-distill"]
+    assert finetune["epochs"] == 1 and finetune["optimizer_steps"] == 3 and finetune["device"] == "cpu"
+    assert finetune["wall_s"] > 0 and cost["prune"]["wall_s"] > 0
+    assert cost["pretrain"]["epochs"] == 1 and cost["pretrain"]["optimizer_steps"] > 0
+    assert "| finetune-distill |" in md and "Cost per stage" in md
 
 
 def _options(group: str) -> list[str]:

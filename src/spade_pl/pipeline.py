@@ -56,7 +56,7 @@ from spade_pl.pruning.callback import SpadePruning
 from spade_pl.pruning.spade import PruneSettings, PruningResult, conv_widths, prune_network, replay_structure
 from spade_pl.pruning.target import TargetSearch, largest_ratio, smallest_ratio_reaching
 from spade_pl.pruning.widths import CANDIDATES, Candidate, WidthChoice, choose_round_to
-from spade_pl.report import pruning_markdown, split_test_results, write_results
+from spade_pl.report import cost_markdown, pruning_markdown, split_test_results, write_results
 from spade_pl.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
 from spade_pl.seeding import derive_seed
 from spade_pl.summary import run_summary, summary_text
@@ -146,6 +146,8 @@ class Run:
             torch.cuda.set_device(self.gpus[0])  # the benchmark and other plain-torch work follow the trainer
         #: best ``val/loss`` (and any other monitored value) of the last training stage, for sweepers
         self.validation: dict[str, float] = {}
+        #: what each training stage cost (wall time, epochs, optimizer steps, device), for the report
+        self.costs: dict[str, dict[str, Any]] = {}
 
     def training_stamps(self) -> dict[str, dict[str, Any]]:
         """The training stages this job will run, with the stamp their checkpoints carry (see resume.py)."""
@@ -242,6 +244,7 @@ class Run:
             record = json.loads(done.read_text())
             require(Path(record["checkpoint"]).is_file(), f"{done} names a checkpoint that is gone; rerun the stage")
             self.validation = record["validation"]
+            self.costs[stage] = record.get("cost", {})
             log.info("[%s] finished before the interruption: reusing %s", stage, record["checkpoint"])
             return Path(record["checkpoint"])
         resume = self.resume.checkpoint_for(stage, stage_dir)
@@ -250,10 +253,18 @@ class Run:
             log.info("[%s] resuming from %s", stage, resume)
         stamp = stage_stamp(stage, self.cfg, pruned=module.pruning_structure is not None)
         trainer = self.trainer(stage, max_epochs, [StageCheckpointing(stamp, self.cfg.seed), *(callbacks or [])])
+        started = time.perf_counter()
         try:
             trainer.fit(module, datamodule=datamodule or self.datamodule, ckpt_path=resume, weights_only=True)
         finally:
             self.tracking.finish()
+        self.costs[stage] = {
+            "wall_s": time.perf_counter() - started,  # this process's part, when the stage was resumed
+            "epochs": trainer.current_epoch,
+            "optimizer_steps": trainer.global_step,
+            "device": str(trainer.strategy.root_device),
+            "devices": trainer.num_devices,
+        }
         final = stage_dir / "final.ckpt"
         trainer.save_checkpoint(final, weights_only=False)  # the full training state, optimizer and loops too
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -262,7 +273,8 @@ class Run:
         if checkpoint is not None and checkpoint.best_model_score is not None:
             self.validation = {checkpoint.monitor: float(checkpoint.best_model_score)}
         if self.writer:
-            atomic_write_json(stage_dir / DONE_FILE, {"checkpoint": str(selected), "validation": self.validation})
+            record = {"checkpoint": str(selected), "validation": self.validation, "cost": self.costs[stage]}
+            atomic_write_json(stage_dir / DONE_FILE, record)
         log.info("[%s] done; selected checkpoint %s", stage, selected)
         return selected
 
@@ -301,9 +313,15 @@ class Run:
         if self.cfg.ckpt_path:
             return Path(self.cfg.ckpt_path)
         cache = TeacherCache(self.cfg.paths.cache_dir, self.cfg)
-        return cache.get_or_train(
+        path = cache.get_or_train(
             self.pretrain, allowed=self.cfg.pretrain.train_if_missing, run_id=str(self.output_dir), rank=rank()
         )
+        cost_file = cache.folder / "cost.json"  # what training the shared teacher cost, for every job reusing it
+        if "pretrain" in self.costs and self.writer:
+            atomic_write_json(cost_file, self.costs["pretrain"])
+        elif cost_file.is_file():
+            self.costs["pretrain"] = {**json.loads(cost_file.read_text()), "cached": True}
+        return path
 
     def dense_network(self, path: Path) -> MBDLNetwork:
         network, structure = self.load_network(path)
@@ -589,6 +607,7 @@ def run_spade(r: Run) -> dict[str, Any]:
         extra["pruning"] = pruning_summary(pruning)
         extra["network_params"] = list(pruning.network_params)
         markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
+        r.costs["prune"] = {"wall_s": pruning.seconds}
         final = pruned.network
         if r.cfg.finetune.get("objective"):
             final, ckpt = r.finetune(pruned, teacher=dense)
@@ -604,6 +623,9 @@ def run_spade(r: Run) -> dict[str, Any]:
         if bench is not None:
             extra["benchmark"] = bench
             markdown += "\n" + benchmark_markdown(bench)
+    if r.costs:
+        extra["cost"] = r.costs
+        markdown += "\n" + cost_markdown(r.costs)
     return r.report(tested, extra, markdown)
 
 

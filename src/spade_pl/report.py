@@ -137,6 +137,23 @@ def pruning_markdown(reports: dict[str, Any], network_params: tuple[int, int] | 
     return "\n".join(lines) + "\n"
 
 
+def cost_markdown(costs: dict[str, dict[str, Any]]) -> str:
+    """What each stage of the job cost: wall time, epochs, optimizer steps, device (a cached teacher's as it was
+    trained)."""
+    lines = [
+        "Cost per stage",
+        "",
+        "| stage | wall time (s) | epochs | optimizer steps | device |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for stage, cost in costs.items():
+        name = f"{stage} (cached teacher)" if cost.get("cached") else stage
+        device = f"{cost['device']} x{cost['devices']}" if cost.get("devices", 1) > 1 else cost.get("device", "")
+        wall = f"{cost['wall_s']:.1f}" if "wall_s" in cost else ""
+        lines.append(f"| {name} | {wall} | {cost.get('epochs', '')} | {cost.get('optimizer_steps', '')} | {device} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(
     output_dir: Path,
     results: dict[str, Any],

@@ -7,6 +7,7 @@ pruned layers, so pruning must happen in ``setup`` (Lightning builds optimizers 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 
 import lightning as L
@@ -41,7 +42,9 @@ class SpadePruning(L.Callback):
         if loader is None:
             raise SpadeInputError("SPADE pruning needs a datamodule to draw one real input batch from")
         batch = next(iter(loader))
+        started = time.perf_counter()
         result = prune_network(pl_module.network, batch.y, batch.physics(), self.settings)
+        result.seconds = time.perf_counter() - started
         pl_module.pruning_structure = result.structure
         self.result = result
         for logger in trainer.loggers:

@@ -120,6 +120,8 @@ class PruningResult:
     reports: dict[str, PriorReport] = field(default_factory=dict)
     #: parameters of the whole network (priors, scalars and the parts left dense) before and after
     network_params: tuple[int, int] = (0, 0)
+    #: wall time of the pruning itself (tracing, importance, removal)
+    seconds: float = 0.0
 
 
 def located(path: str) -> Any:
