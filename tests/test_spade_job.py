@@ -1,5 +1,6 @@
 """The main job: teacher reuse, ground-truth-free fine-tuning and selection, non-finite losses, bad input."""
 
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,26 @@ def test_collect_makes_one_table_for_a_sweep(make_cfg, tmp_path, capsys):
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
     assert collect([str(tmp_path / "nothing")]) == 2
     assert "error: not a folder" in capsys.readouterr().err
+
+
+def test_collect_aggregates_the_jobs_that_differ_only_in_seed(make_cfg, tmp_path):
+    from spade_pl.collect import main as collect
+
+    common = ("debug=limit", "finetune=supervised", "benchmark.repeats=1", "benchmark.warmup=0")
+    finetuned = {}
+    for folder, overrides in (("a", ("seed=42",)), ("b", ("seed=1",)), ("c", ("prune.ratio=0.25", "seed=1"))):
+        finetuned[folder] = run(make_cfg("prune.ratio=0.5", *common, *overrides))["models"]["pruned + supervised"]
+        (tmp_path / "run").rename(tmp_path / folder)
+    assert collect([str(tmp_path / f) for f in "abc"] + ["--out", str(tmp_path)]) == 0
+    text = (tmp_path / "sweep.md").read_text()
+    section = text.split("Over seeds", 1)[1].strip().splitlines()
+    assert len(section) == 5  # title, blank, header, rule, one setting: the 0.25 job has one seed only
+    values = [finetuned["b"]["mean"]["psnr"], finetuned["a"]["mean"]["psnr"]]  # in seed order: 1, 42
+    mean, std = statistics.mean(values), statistics.stdev(values)
+    assert "prune.ratio=0.5" in section[4] and "| 1, 42 |" in section[4]
+    assert f"{mean:.2f} ± {std:.2f} ({values[0]:.2f}, {values[1]:.2f})" in section[4]
+    seeds = (tmp_path / "seeds.csv").read_text().splitlines()
+    assert len(seeds) == 2 and f"{mean}" in seeds[1]
 
 
 @pytest.mark.parametrize("network", ["deq", "varnet"])

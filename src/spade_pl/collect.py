@@ -5,8 +5,11 @@ Reads every ``results.json`` under the given folders (a Hydra multirun folder, o
 
 - ``sweep.csv`` and ``sweep.md``: one row per job (ratio, strategy, PSNR/SSIM/ΔPSNR of every model by role,
   measured speed-up, MAC bound, parameters), the same record every job sends to W&B as its summary;
-- ``pareto.png``: PSNR and SSIM vs measured speed-up, one curve per fine-tuning strategy, the dense model at
-  1x and the one-shot pruned models marked — quality against speed, the SPADE trade-off.
+- ``seeds.csv`` and a section of ``sweep.md``: the jobs that differ only in ``seed``, as mean ± standard
+  deviation and every value of the headline numbers;
+- ``pareto.png``: PSNR and SSIM vs measured speed-up, one curve per fine-tuning strategy (means over seeds,
+  with their spread as error bars), the dense model at 1x and the one-shot pruned models marked — quality
+  against speed, the SPADE trade-off.
 
 Jobs of a sweep that left no ``results.json`` (failed or still running) are listed, not silently dropped.
 Every ``-m`` run also does this after each job and at its end (:class:`CollectSweep`, a Hydra callback).
@@ -100,6 +103,62 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+# the numbers aggregated over seeds
+SEED_KEYS = (
+    "dense/psnr",
+    "one_shot/psnr",
+    "finetuned/psnr",
+    "finetuned/ssim",
+    "finetuned/delta_psnr",
+    "speedup_forward",
+)
+
+
+def over_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per setting that ran with two or more seeds: ``n``, the seeds, and per headline number its
+    mean, standard deviation (sample, n - 1) and values in seed order."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if "seed" in row:
+            groups[row["setting"]].append(row)
+    records = []
+    for setting, members in sorted(groups.items()):
+        members.sort(key=lambda r: r["seed"])
+        if len({r["seed"] for r in members}) < 2:
+            continue
+        record: dict[str, Any] = {"setting": setting or "(defaults)", "n": len(members)}
+        record["seeds"] = [r["seed"] for r in members]
+        for key in SEED_KEYS:
+            values = [r[key] for r in members if r.get(key) is not None]
+            if len(values) == len(members):
+                record[key] = {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
+        records.append(record)
+    return records
+
+
+def seeds_markdown(records: list[dict[str, Any]]) -> str:
+    """The settings run with several seeds: mean ± std (each value) of every headline number."""
+    keys = [k for k in SEED_KEYS if any(k in r for r in records)]
+    lines = [
+        "Over seeds (mean ± standard deviation; each seed's value)",
+        "",
+        "| setting | seeds | " + " | ".join(TABLE.get(k, k) for k in keys) + " |",
+        "|---|---|" + "---:|" * len(keys),
+    ]
+    for r in records:
+        cells = []
+        for key in keys:
+            stat = r.get(key)
+            if stat is None:
+                cells.append("")
+                continue
+            each = ", ".join(_cell(key, v) for v in stat["values"])
+            spread = f"{stat['std']:.4f}" if key.endswith("ssim") else f"{stat['std']:.2f}"
+            cells.append(f"{_cell(key, stat['mean'])} ± {spread} ({each})")
+        lines.append(f"| {r['setting']} | {', '.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
     """PSNR and SSIM vs measured whole-forward speed-up; a curve per strategy, dense at 1x, one-shot marked."""
     import matplotlib
@@ -110,22 +169,35 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
     timed = [r for r in rows if r.get("speedup_forward") is not None]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
-        curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        curves: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
         labels: dict[str, str] = {}
         for r in timed:
             if f"finetuned/{metric}" in r:
-                curves[r["strategy"]].append((r["speedup_forward"], r[f"finetuned/{metric}"], r["ratio"]))
+                curves[r["strategy"]][r["ratio"]].append((r["speedup_forward"], r[f"finetuned/{metric}"]))
                 labels[r["strategy"]] = r.get("finetuned_label", f"pruned + {r['strategy']}")
-        for strategy, points in sorted(curves.items()):
-            points.sort()
-            ax.plot(
+        for strategy, by_ratio in sorted(curves.items()):
+            color = STRATEGY_STYLE.get(strategy)
+            points = sorted(  # (mean x, mean y, spread x, spread y, ratio): the seeds of one setting together
+                (
+                    statistics.mean(p[0] for p in v),
+                    statistics.mean(p[1] for p in v),
+                    statistics.stdev(p[0] for p in v) if len(v) > 1 else 0.0,
+                    statistics.stdev(p[1] for p in v) if len(v) > 1 else 0.0,
+                    ratio,
+                )
+                for ratio, v in by_ratio.items()
+            )
+            ax.errorbar(
                 [p[0] for p in points],
                 [p[1] for p in points],
-                "o-",
-                color=STRATEGY_STYLE.get(strategy),
+                xerr=[p[2] for p in points],
+                yerr=[p[3] for p in points],
+                fmt="o-",
+                capsize=3,
+                color=color,
                 label=labels[strategy],
             )
-            for x, y, ratio in points:
+            for x, y, _, _, ratio in points:
                 ax.annotate(f"{ratio:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         one_shot: dict[float, list[tuple[float, float]]] = defaultdict(list)  # the same model in every job of a ratio
         for r in timed:
@@ -155,6 +227,15 @@ def collect(paths: list[Path], out: Path) -> str:
     if not rows:
         raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
     markdown = to_markdown(rows)
+    seeds = over_seeds(rows)
+    if seeds:
+        markdown += "\n" + seeds_markdown(seeds)
+        flat = [
+            {"setting": r["setting"], "n": r["n"], "seeds": " ".join(map(str, r["seeds"]))}
+            | {f"{k}/{stat}": r[k][stat] for k in SEED_KEYS if k in r for stat in ("mean", "std")}
+            for r in seeds
+        ]
+        atomic_write_text(out / "seeds.csv", to_csv(flat))
     missing = unfinished_jobs(paths)
     if missing:
         markdown += f"\n{len(missing)} job(s) left no results.json (failed or unfinished): "

@@ -571,6 +571,9 @@ class Run:
             "split": self.datamodule.eval_split,
             "convention": first["convention"],
             "num_volumes": len(first["per_volume"]),
+            "seed": self.cfg.seed,
+            # the job's own overrides (a sweep's axes): collect groups the jobs that differ only in seed
+            "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
             "models": {
                 self.cfg.problem.get("baseline", "zero-filled"): split_test_results(first)[0],
                 **{n: split_test_results(m.test_results)[1] for n, m in tested.items()},

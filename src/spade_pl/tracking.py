@@ -68,6 +68,9 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
     finetuned = results.get("finetuned_model") or next((n for n in results["models"] if " + " in n), None)
     strategy = results.get("strategy") or (finetuned.split(" + ", 1)[1] if finetuned else "none")
     record: dict[str, Any] = {"ratio": results.get("prune", {}).get("ratio"), "strategy": strategy}
+    if "seed" in results:
+        record["seed"] = results["seed"]
+        record["setting"] = " ".join(sorted(o for o in results.get("overrides", []) if not o.startswith("seed=")))
     if finetuned:
         record["finetuned_label"] = finetuned
     dense_psnr = results["models"].get("dense", {}).get("mean", {}).get("psnr")
