@@ -22,7 +22,7 @@ import torch
 from validation_run import validation_run
 
 from spade_pl.finetune import SelfSupervised
-from spade_pl.finetune.transforms import Rotations
+from spade_pl.transforms import Rotations
 
 QUARTER_TURNS = (90.0, 180.0, 270.0)
 TERMS = ("selfsup_split", "selfsup_ei", "selfsup_mc")
