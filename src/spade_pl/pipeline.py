@@ -379,9 +379,8 @@ class Run:
         """``finetune`` with each ``finetune.test_time_*`` setting that is not null in place of the recipe's
         own (:data:`TEST_TIME_SETTINGS`) and ``finetune.test_time_ema_decay`` as its weight averaging: adapting
         to a few test volumes from the one-shot pruned start wants another step size than the training split,
-        predicts held-out columns worse with the EI weight chosen for the training split
-        (val_selfsup_testtime_30ep_lr3e-3_ei10*), and its few hundred steps leave an average that lags behind
-        (val_selfsup_testtime_30ep_ema0.99_seed1)."""
+        predicts held-out columns worse with the EI weight chosen for the training split, and its few hundred
+        steps leave an average that lags behind (the runs: experiments/LOG.md)."""
         recipe = OmegaConf.create(OmegaConf.to_container(self.cfg.finetune, resolve=True))
         for key, target in TEST_TIME_SETTINGS.items():
             if recipe.get(key) is not None:

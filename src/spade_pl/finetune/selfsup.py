@@ -48,7 +48,7 @@ def magnitude_sparsity(planes: Tensor) -> Tensor:
 
     Between ``1/√N`` (one bright pixel) and 1 (flat); it falls as the energy gathers in fewer pixels, so it
     pulls a residual-aliasing floor in the background towards zero — the SSIM the self-supervised terms leave
-    on the table (README) — and, being scale-invariant, without shrinking the image as an L1 penalty would.
+    on the table (experiments/LOG.md) — and, being scale-invariant, without shrinking the image as an L1 penalty would.
     """
     magnitude = root_sum_of_squares(planes, (1,)).flatten(1)
     l2 = torch.linalg.vector_norm(magnitude, dim=1) * magnitude.shape[1] ** 0.5
