@@ -40,7 +40,7 @@ from spade_pl.inference import (
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.norms import measured_kernels
 from spade_pl.physics.base import Physics
-from spade_pl.pruning.spade import capture_prior_inputs, count_macs, count_params
+from spade_pl.pruning.spade import count_macs, count_params
 
 
 @dataclass(frozen=True)
@@ -136,34 +136,46 @@ def _fft_flops(x_shape, dim, *_args, out_shape=None, **_kwargs) -> int:
     return int(5 * (math.prod(x_shape) // n) * n * math.log2(max(n, 2)))
 
 
-def forward_mac_parts(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
-    """MACs of one whole forward, split where a speed-up can come from: each prior (MACs per call x the calls
-    this forward made, so a DEQ's solver iterations count), the FFTs of the physics, and the other layers."""
+def _forward_mac_parts(network: MBDLNetwork, y: Tensor, physics: Physics) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """:func:`forward_mac_parts` and the input each prior received first in that forward (one forward counts
+    the FFTs, the prior calls and their inputs)."""
     ffts = (torch.ops.aten._fft_c2c, torch.ops.aten._fft_r2c, torch.ops.aten._fft_c2r)
     counter = FlopCounterMode(display=False, custom_mapping={op: _fft_flops for op in ffts})
     priors = network.priors()
-    calls = dict.fromkeys(priors, 0)
+    calls, inputs = dict.fromkeys(priors, 0), {}
+
+    def seen(name: str, args: tuple[Tensor, ...]) -> None:
+        calls[name] += 1
+        inputs.setdefault(name, args[0].detach().clone())
+
     hooks = [
-        prior.register_forward_pre_hook(lambda *_args, name=name: calls.__setitem__(name, calls[name] + 1))
-        for name, prior in priors.items()
+        prior.register_forward_pre_hook(lambda _m, args, name=name: seen(name, args)) for name, prior in priors.items()
     ]
     try:
-        with counter:
+        with counter, torch.no_grad():
             network(y, physics)
     finally:
         for hook in hooks:
             hook.remove()
     fft_macs = sum(n for op, n in counter.get_flop_counts()["Global"].items() if op in ffts) // 2
     layers = count_macs(network, (y, physics)) * y.shape[0]
-    inputs = capture_prior_inputs(network, y, physics, [name for name, n in calls.items() if n])
-    prior_macs = {name: count_macs(priors[name], x) * x.shape[0] * calls[name] for name, x in inputs.items()}
-    return {
+    per_call = {name: count_macs(priors[name], x) * x.shape[0] for name, x in inputs.items()}
+    prior_macs = {name: macs * calls[name] for name, macs in per_call.items()}
+    parts = {
         "total": layers + fft_macs,
         "priors": prior_macs,
+        "per_prior_call": per_call,
         "prior_calls": calls,
         "ffts": fft_macs,
         "other_layers": max(0, layers - sum(prior_macs.values())),
     }
+    return parts, inputs
+
+
+def forward_mac_parts(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
+    """MACs of one whole forward, split where a speed-up can come from: each prior (MACs per call x the calls
+    this forward made, so a DEQ's solver iterations count), the FFTs of the physics, and the other layers."""
+    return _forward_mac_parts(network, y, physics)[0]
 
 
 def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: Physics) -> int:
@@ -225,15 +237,13 @@ def set_layout(
 
 
 def _profile(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]:
-    priors = network.priors()
-    inputs = capture_prior_inputs(network, y, physics, list(priors))
-    parts = forward_mac_parts(network, y, physics)
+    parts, inputs = _forward_mac_parts(network, y, physics)
     return {
         "params": count_params(network),
-        "prior_params": sum(count_params(p) for p in priors.values()),
+        "prior_params": sum(count_params(p) for p in network.priors().values()),
         "macs_forward": parts.pop("total"),
+        "macs_per_prior_call": parts.pop("per_prior_call"),
         "macs_parts": parts,
-        "macs_per_prior_call": {name: count_macs(priors[name], x) * x.shape[0] for name, x in inputs.items()},
         "inputs": inputs,
     }
 
