@@ -43,6 +43,8 @@ STRATEGY_STYLE = {
     "selfsup": "tab:orange",
     "scratch": "tab:gray",
     "scratch_distill": "tab:purple",
+    "scratch_total": "tab:brown",
+    "scratch_distill_total": "tab:pink",
 }
 # the markdown table's columns (sweep.csv has every key of the records)
 TABLE = {
