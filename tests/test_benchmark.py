@@ -12,6 +12,7 @@ from spade_pl.benchmark import (
     benchmark_pair,
     first_volume,
     median_seconds,
+    peak_memory_bytes,
     repeat_first_slice,
     speedup_cap,
     speedup_cap_line,
@@ -65,6 +66,33 @@ def test_benchmark_reports_per_slice_times_and_the_solver_iterations_of_every_ti
     assert "priors' memory format" in text
     assert result["runtime"] == "eager" and result["dense"]["runtime"] == {"runtime": "eager"}  # auto on a CPU
     assert "| runtime (output vs eager: max relative difference) | eager | eager |" in text
+
+
+def test_peak_memory_counts_a_temporary_inside_an_operator_and_not_what_was_allocated_before():
+    held = torch.randn(1 << 20)  # 4 MiB in place before the call: not counted
+    mib = 1 << 20
+
+    def temporary_then_small() -> torch.Tensor:
+        big = torch.ones(4 * mib // 4)  # 4 MiB, freed before the call returns
+        return big[:16].clone() + held[:16]
+
+    peak = peak_memory_bytes(temporary_then_small, torch.device("cpu"))
+    assert 4 * mib <= peak < 4 * mib + 4096
+    assert peak_memory_bytes(lambda: torch.ones(mib // 4), torch.device("cpu")) == mib
+
+
+def test_the_benchmark_reports_peak_memory_and_weights_for_dense_and_pruned():
+    batch = _batch(size=32)
+    dense = DEQ(feats=16, num_blocks=2, max_iter=5, tol=1e-3).eval()
+    pruned = copy.deepcopy(dense)
+    prune_network(pruned, batch.masked_kspace, MultiCoilMRI(mask=batch.mask, maps=batch.maps), PruneSettings(ratio=0.5))
+    result = benchmark_pair(dense, pruned, batch, BenchmarkSettings(repeats=1, warmup=1, device="cpu"))
+    d, p = result["dense"], result["pruned"]
+    assert d["weight_bytes"] == 4 * sum(t.numel() for t in dense.parameters()) and p["weight_bytes"] < d["weight_bytes"]
+    # a 16-channel 32 x 32 feature map is 64 KiB: the forward holds several; the pruned one narrower ones
+    assert d["peak_forward_bytes"] > 64 * 1024 and 0 < p["peak_forward_bytes"] < d["peak_forward_bytes"]
+    assert result["memory_ratio"] == pytest.approx(d["peak_forward_bytes"] / p["peak_forward_bytes"])
+    assert "| peak memory per forward (eager; activations and output), MiB |" in benchmark_markdown(result)
 
 
 def test_the_benchmark_leaves_the_process_thread_count_as_it_found_it():

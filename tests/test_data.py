@@ -112,6 +112,41 @@ def test_val_and_test_masks_are_fixed_per_volume(tiny_data_root):
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+def _sampled_fraction(loader) -> float:
+    return float(torch.cat([s.mask.float().flatten() for s in loader]).mean())
+
+
+def test_eval_mask_measures_only_the_scored_split_and_says_so(tiny_data_root):
+    trained = FastMRIDataModule(root=str(tiny_data_root), mask=MASK)
+    transfer = FastMRIDataModule(
+        root=str(tiny_data_root), mask=MASK, eval_mask={"accelerations": [8], "mask_type": None}
+    )
+    for dm in (trained, transfer):
+        dm.setup()
+    assert trained.evaluation_conditions() == {}
+    assert transfer.evaluation_conditions() == {"trained_mask": MASK, "eval_mask": {**MASK, "accelerations": [8]}}
+    # the scored split is sampled at 8x, training and selection keep the 4x they were tuned with
+    assert _sampled_fraction(transfer.test_dataloader()) < 0.8 * _sampled_fraction(trained.test_dataloader())
+    for split in ("train_dataloader", "val_dataloader"):
+        assert _sampled_fraction(getattr(transfer, split)()) == _sampled_fraction(getattr(trained, split)())
+    # test-time adaptation fits on the scored measurements, so on the eval mask too
+    adapting = transfer.fitting_on("test")
+    assert _sampled_fraction(adapting.train_dataloader()) == _sampled_fraction(transfer.test_dataloader())
+
+
+@pytest.mark.parametrize(
+    ("eval_mask", "message"),
+    [
+        ({"accel": [8]}, "data.eval_mask.accel is unknown; allowed: mask_type, accelerations, center_fractions"),
+        ({"accelerations": [8, 4]}, "must have equal length"),
+        ({"mask_type": "spiral"}, "mask type 'spiral' is unknown"),
+    ],
+)
+def test_a_bad_eval_mask_is_refused_before_any_work(tiny_data_root, eval_mask, message):
+    with pytest.raises(SpadeInputError, match=message):
+        FastMRIDataModule(root=str(tiny_data_root), mask=MASK, eval_mask=eval_mask)
+
+
 def _hand_written_fastmri_file(path: Path, slices=2, coils=3, height=40, width=24, recon=(20, 20)):
     """A file written with plain h5py to the fastMRI schema (readout-oversampled like real brain data)."""
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ import torch
 
 from conftest import spade_cli
 from spade_pl.pipeline import run
+from spade_pl.tracking import summary_record
 
 
 def test_pretrain_then_test_stage(make_cfg, tmp_path):
@@ -22,6 +23,21 @@ def test_pretrain_then_test_stage(make_cfg, tmp_path):
     md = (tmp_path / "run" / "results.md").read_text()
     assert "| zero-filled |" in md and "| model |" in md
     assert (tmp_path / "run" / "results.png").stat().st_size > 0
+
+
+def test_transfer_evaluation_scores_on_another_mask_and_labels_it(make_cfg, tmp_path):
+    """stage=test with data.eval_mask: the same model scored on the training mask and at another acceleration;
+    fewer measured columns cost PSNR, and the report and the sweep table say which mask was scored."""
+    ckpt = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+    same = run(make_cfg("stage=test", f"ckpt_path={ckpt}", "debug=fdr"))
+    other = run(make_cfg("stage=test", f"ckpt_path={ckpt}", "debug=fdr", "data.eval_mask.accelerations=[12]"))
+    assert "transfer" not in same
+    assert other["transfer"]["eval_mask"]["accelerations"] == [12]
+    assert other["transfer"]["trained_mask"]["accelerations"] == [6]
+    assert other["models"]["zero-filled"]["mean"]["psnr"] < same["models"]["zero-filled"]["mean"]["psnr"]
+    assert "**Transfer evaluation**" in (tmp_path / "run" / "results.md").read_text()
+    assert summary_record(other)["scored_on"] == "mask_type=uniform accelerations=[12] center_fractions=[0.08]"
+    assert "scored_on" not in summary_record(same)
 
 
 def test_pretrain_learns_something(make_cfg):

@@ -65,6 +65,43 @@ def test_grid_experiment_is_one_sweep_of_ratios_times_strategies(make_cfg):
     assert cfg.task_name == "grid"
 
 
+def test_reviewer_experiment_sweeps_ratios_times_every_strategy_and_both_scratch_budgets(make_cfg):
+    params = dict(make_cfg("experiment=reviewer", tiny=False).hydra.sweeper.params)
+    strategies = params["finetune"].split(",")
+    assert params["prune.ratio"] == "0.25,0.5,0.75"
+    assert strategies == [
+        *("none", "supervised", "distill", "selfsup"),
+        *("scratch", "scratch_distill", "scratch_total", "scratch_distill_total"),
+    ]
+    for name in strategies:  # each its own name (its curve, its stage folder), the two budgets apart
+        cfg = make_cfg(f"finetune={name}", tiny=False)
+        assert cfg.finetune.name == name
+    assert make_cfg("finetune=scratch_total", tiny=False).finetune.budget == "total"
+
+
+def test_masks_are_a_sweep_axis_with_a_teacher_each_and_a_transfer_column(tmp_path):
+    """-m over the training mask's acceleration: each mask trains its own teacher; both jobs are also scored on
+    an equispaced mask (data.eval_mask), which the table's rows say."""
+    cache = tmp_path / "cache"
+    sweep = tiny_sweep(
+        tmp_path,
+        "problem.mask.accelerations=[4],[8]",
+        "prune.ratio=0.5",
+        "finetune=none",
+        "data.eval_mask.mask_type=equispaced",
+    )
+    done = jobs(sweep)
+    assert len(teachers(cache)) == 2
+    trained = sorted(
+        json.loads((j / "results.json").read_text())["transfer"]["trained_mask"]["accelerations"][0] for j in done
+    )
+    assert trained == [4, 8]
+    table = (sweep / "sweep.md").read_text()
+    assert "| scored on (transfer) |" in table.splitlines()[0]
+    for acceleration in (4, 8):
+        assert f"mask_type=equispaced accelerations=[{acceleration}] center_fractions=[0.08]" in table
+
+
 @pytest.mark.slow
 def test_submitit_local_sweep(tmp_path):
     sweep = tiny_sweep(

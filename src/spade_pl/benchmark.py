@@ -183,6 +183,38 @@ def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: Physics) -> int
     return forward_mac_parts(network, y, physics)["total"]
 
 
+def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Bytes ``fn`` allocates at most at one time beyond what was allocated before it (its activations and
+    output; weights and inputs already in place are not counted), measured the same way for every network.
+
+    CUDA: the caching allocator's ``max_memory_allocated`` above the bytes allocated before the call. CPU: the
+    allocations and frees the c10 CPU allocator reports to the profiler (``profile_memory``), every one
+    including those inside an operator, summed in time order; the peak of that running sum."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, sizes = list(prof.profiler.kineto_results.experimental_event_tree()), []
+    while events:
+        event = events.pop()
+        events.extend(event.children)
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            sizes.append((event.start_time_ns, event.extra_fields.alloc_size))
+    live = peak = 0
+    for _, size in sorted(sizes):
+        live += size
+        peak = max(peak, live)
+    return peak
+
+
 def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
     """Seconds for one call: CUDA events + synchronisation on GPU, perf_counter on CPU."""
     if device.type == "cuda":
@@ -395,6 +427,8 @@ def _benchmark_pair(
 
         priors_only = {n: prepare_runtime(lambda n=n: run_priors(n), runtime, device)[0] for n in nets}
         prior_time = _interleaved_medians(priors_only, settings, device)
+        # after the timed forwards, so one-time workspaces (cuDNN's choice, the allocator's pools) are in place
+        peaks = {name: peak_memory_bytes(lambda net=net: net(y, physics), device) for name, net in nets.items()}
     result: dict[str, Any] = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": settings.threads,
@@ -416,11 +450,16 @@ def _benchmark_pair(
             "macs_forward": prof["macs_forward"],
             "macs_parts": prof["macs_parts"],
             "macs_per_prior_call": prof["macs_per_prior_call"],
+            "peak_forward_bytes": peaks[name],
+            "weight_bytes": sum(
+                t.numel() * t.element_size() for t in (*nets[name].parameters(), *nets[name].buffers())
+            ),
             "memory_format": placed.layouts[name],
             "runtime": prepared[name][1],
         }
         if iterations[name]:  # every forward, warm-up included: the iterations the timings paid for
             result[name]["solver_iterations"] = _spread(iterations[name])
+    result["memory_ratio"] = peaks["dense"] / max(peaks["pruned"], 1)
     result["speedup_forward"] = forward["dense"] / forward["pruned"]
     result["speedup_priors"] = prior_time["dense"] / prior_time["pruned"]
     result["mac_bound_forward"] = profiles["dense"]["macs_forward"] / profiles["pruned"]["macs_forward"]
@@ -462,6 +501,21 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
             f"bound {result['mac_bound_forward']:.2f}x",
         ),
     ]
+    if "peak_forward_bytes" in d:
+        rows += [
+            (
+                "peak memory per forward (eager; activations and output), MiB",
+                f"{d['peak_forward_bytes'] / 2**20:.1f}",
+                f"{p['peak_forward_bytes'] / 2**20:.1f}",
+                f"{result['memory_ratio']:.2f}x less",
+            ),
+            (
+                "weights, MiB",
+                f"{d['weight_bytes'] / 2**20:.2f}",
+                f"{p['weight_bytes'] / 2**20:.2f}",
+                f"{d['weight_bytes'] / p['weight_bytes']:.2f}x less",
+            ),
+        ]
     for name in d["macs_per_prior_call"]:
         a, b = d["macs_per_prior_call"][name], p["macs_per_prior_call"][name]
         rows.append((f"MACs per call, {name}", f"{a:,}", f"{b:,}", f"{a / b:.2f}x"))

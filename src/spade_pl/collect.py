@@ -50,6 +50,7 @@ STRATEGY_STYLE = {
 TABLE = {
     "ratio": "ratio",
     "strategy": "strategy",
+    "scored_on": "scored on (transfer)",
     "dense/psnr": "dense PSNR",
     "one_shot/psnr": "one-shot PSNR",
     "finetuned/psnr": "fine-tuned PSNR",
@@ -58,6 +59,7 @@ TABLE = {
     "finetuned/ssim": "fine-tuned SSIM",
     "speedup_forward": "speed-up",
     "mac_bound_forward": "MAC bound",
+    "memory_ratio": "peak memory, dense / pruned",
     "model/psnr": "PSNR",
     "model/ssim": "SSIM",
 }
@@ -80,7 +82,7 @@ def unfinished_jobs(paths: list[Path]) -> list[Path]:
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return ""
-    if key in ("speedup_forward", "mac_bound_forward"):
+    if key in ("speedup_forward", "mac_bound_forward", "memory_ratio"):
         return f"{value:.2f}x"
     if key.endswith("psnr"):
         return f"{value:+.2f}" if "delta" in key else f"{value:.2f}"
@@ -162,12 +164,14 @@ def seeds_markdown(records: list[dict[str, Any]]) -> str:
 
 
 def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
-    """PSNR and SSIM vs measured whole-forward speed-up; a curve per strategy, dense at 1x, one-shot marked."""
+    """PSNR and SSIM vs measured whole-forward speed-up; a curve per strategy, dense at 1x, one-shot marked.
+    Jobs scored on other measurements than they trained on (transfer evaluations) are in the table, not here."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if "scored_on" not in r]
     timed = [r for r in rows if r.get("speedup_forward") is not None]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):

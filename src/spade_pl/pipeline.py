@@ -579,6 +579,8 @@ class Run:
             },
             **(extra or {}),
         }
+        if conditions := self.datamodule.evaluation_conditions():
+            results["transfer"] = conditions
         if self.validation:
             results["validation"] = self.validation
         if summary := run_summary(results):

@@ -26,6 +26,21 @@ def split_test_results(test_results: dict[str, Any]) -> tuple[dict[str, Any], di
     return entry("zf_"), entry("")
 
 
+def transfer_line(conditions: dict[str, Any]) -> str:
+    """One line saying how the scored measurements differ from the training ones (a transfer evaluation)."""
+
+    def compact(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {compact(v)}" for k, v in value.items())
+        return "/".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return (
+        "**Transfer evaluation**: every model scored on measurements unlike its training ones ("
+        + "; ".join(f"{key.replace('_', ' ')}: {compact(value)}" for key, value in conditions.items())
+        + ")"
+    )
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """Mean PSNR/SSIM per model (and Δ to the dense model when there is one), then per-volume PSNR/SSIM."""
     models: dict[str, Any] = results["models"]
@@ -33,6 +48,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         f"Metrics on the {results.get('split', 'test')} split ({results['convention']} convention, "
         f"{results.get('num_volumes', '?')} held-out volumes)",
+        *([transfer_line(results["transfer"])] if results.get("transfer") else []),
         "",
         "| model | PSNR (dB) | SSIM | ΔPSNR vs dense (dB) |",
         "|---|---:|---:|---:|",

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 # what shapes the dense model: the network section (its architecture and pre-training recipe; fine-tuning recipes
 # live in conf/recipe), the data, the problem, the pre-training config, the trainer and the seed ...
 SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
-# ... except where a run loads and writes, which changes nothing in the model
-RUN_ENVIRONMENT = {"data": ("num_workers",), "trainer": ("default_root_dir",)}
+# ... except where a run loads and writes, and how its scored split is measured, which change nothing in the model
+RUN_ENVIRONMENT = {"data": ("num_workers", "eval_mask"), "trainer": ("default_root_dir",)}
 
 
 def teacher_key(cfg: DictConfig) -> str:

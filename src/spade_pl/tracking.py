@@ -73,6 +73,8 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
         record["setting"] = " ".join(sorted(o for o in results.get("overrides", []) if not o.startswith("seed=")))
     if finetuned:
         record["finetuned_label"] = finetuned
+    if transfer := results.get("transfer"):  # scored on other measurements than trained on: says so in every row
+        record["scored_on"] = " ".join(f"{k}={v}" for k, v in transfer.get("eval_mask", transfer).items())
     dense_psnr = results["models"].get("dense", {}).get("mean", {}).get("psnr")
     for name, entry in results["models"].items():
         role = "finetuned" if name == finetuned else ROLES.get(name, name)
@@ -87,6 +89,10 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
             record[f"{model}/params"] = bench[model]["params"]
             record[f"{model}/macs_forward"] = bench[model]["macs_forward"]
             record[f"{model}/forward_ms"] = bench[model]["forward_ms"]
+            if "peak_forward_bytes" in bench[model]:  # benchmarks written before memory was measured lack it
+                record[f"{model}/peak_forward_mib"] = bench[model]["peak_forward_bytes"] / 2**20
+        if "memory_ratio" in bench:
+            record["memory_ratio"] = bench["memory_ratio"]
     return record
 
 

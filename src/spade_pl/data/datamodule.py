@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -26,6 +27,11 @@ def maps_source(path: Path) -> Path | None:
             return path
     cached = espirit_cache_dir(path.parent) / path.name
     return cached if cached.is_file() else None
+
+
+def plain_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Mask settings as plain Python values (lists, not Hydra's list nodes): they go into results.json."""
+    return {k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in settings.items()}
 
 
 def synthetic_mri_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISample:
@@ -75,14 +81,21 @@ class FastMRIDataModule(SplitDataModule):
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         builder: EmbeddedMRIBuilder | None = None,
         require_maps: str | None = None,
+        eval_mask: dict | None = None,
     ):
         super().__init__(batch_size, num_workers)
         require(
             root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files"
         )
         self.root = Path(root) if root is not None else builder.root
-        self.mask_cfg = dict(mask)
+        self.mask_cfg = plain_settings(mask)
         build_mask_func(**self.mask_cfg)  # validate early, before any work
+        #: the mask of the scored measurements: ``mask`` with each key ``eval_mask`` sets (a transfer evaluation)
+        changes = {k: v for k, v in plain_settings(eval_mask or {}).items() if v is not None}
+        for key in changes.keys() - self.mask_cfg.keys():
+            raise SpadeInputError(f"data.eval_mask.{key} is unknown; allowed: {', '.join(self.mask_cfg)}")
+        self.eval_mask_cfg = self.mask_cfg | changes
+        build_mask_func(**self.eval_mask_cfg)
         split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.splits = Splits(self.root, split_dirs, split_file, split_fractions, (".h5", ".hdf5"), "HDF5 (.h5)")
         self.builder = builder
@@ -96,6 +109,15 @@ class FastMRIDataModule(SplitDataModule):
         """One realistic ``size``² slice with ``coils`` coils (the benchmark's fixed-size input)."""
         return synthetic_mri_batch(size, coils, self.mask_cfg)
 
+    def mask_for(self, split: str, purpose: str) -> dict:
+        """The mask settings of one dataset: ``eval_mask``'s for the scored measurements, else the training mask."""
+        return self.eval_mask_cfg if self.scored(split, purpose) else self.mask_cfg
+
+    def evaluation_conditions(self) -> dict[str, Any]:
+        if self.eval_mask_cfg == self.mask_cfg:
+            return {}
+        return {"trained_mask": self.mask_cfg, "eval_mask": self.eval_mask_cfg}
+
     def build_dataset(self, split: str, purpose: str) -> MultiCoilSliceDataset:
         folder, files, names = self.splits.files(split)
         for path in files:
@@ -108,7 +130,7 @@ class FastMRIDataModule(SplitDataModule):
         dataset = MultiCoilSliceDataset(
             folder,
             challenge="multicoil",
-            transform=MRISliceTransform(build_mask_func(**self.mask_cfg), use_seed=split != "train"),
+            transform=MRISliceTransform(build_mask_func(**self.mask_for(split, purpose)), use_seed=split != "train"),
             raw_sample_filter=None if names is None else (lambda raw: raw.fname.name in names),
         )
         require(

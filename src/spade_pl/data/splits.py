@@ -15,10 +15,12 @@ import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from spade_pl.batch import Sample
 from spade_pl.data.sampling import EpochSampler, SeededSamples
 from spade_pl.errors import SpadeInputError, require
 
@@ -107,6 +109,25 @@ class SplitDataModule(L.LightningDataModule):
     @abstractmethod
     def build_dataset(self, split: str, purpose: str) -> Dataset:
         """The dataset of ``split`` for ``purpose``: "train", "val" (fitting) or "eval" (reports)."""
+
+    def synthetic_batch(self, size: int, coils: int) -> Sample:
+        """One realistic ``size`` x ``size`` input with ``coils`` channels where the modality has them (the
+        benchmark's fixed-size input, ``benchmark.size``)."""
+        raise SpadeInputError(
+            f"benchmark.size={size} needs data that can make a synthetic input; {type(self).__name__} cannot: "
+            f"set benchmark.size=null (the first test slice)"
+        )
+
+    def scored(self, split: str, purpose: str) -> bool:
+        """Whether the dataset of ``split`` for ``purpose`` holds the measurements the reports score: the
+        evaluated split, and test-time adaptation on it (a view fitting on the evaluated split); never the
+        datasets that train or select a model."""
+        return split == self.eval_split and (purpose == "eval" or self.fit_splits[0] == split)
+
+    def evaluation_conditions(self) -> dict[str, Any]:
+        """How the scored measurements differ from the training ones (a transfer evaluation), for the
+        reports; empty when they are measured alike."""
+        return {}
 
     def fitting_on(self, split: str) -> SplitDataModule:
         """A view that trains and validates on ``split`` (test-time adaptation: ``"test"``), same datasets cache."""
