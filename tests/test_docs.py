@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from spade_pl.__main__ import config_dir
@@ -70,16 +71,17 @@ def shown_commands() -> list[tuple[str, list[str]]]:
 
 
 def single_job(overrides: list[str]) -> list[str]:
-    """A sweep's first job: ``-m`` dropped, each comma-separated choice (outside brackets) cut to its first."""
+    """A sweep's first job: ``-m`` dropped, each sweep (Hydra's own parser: ``a,b``, ``[4],[8]``) cut to its first
+    choice."""
+    parser = OverridesParser.create()
     first = []
-    for override in overrides:
-        if override == "-m":
-            continue
-        key, _, value = override.partition("=")
-        if value and not value.startswith(("[", "{")) and "," in value:
-            value = value.split(",")[0]
-        first.append(f"{key}={value}" if _ else override)
-    return [re.sub(r"<[^>]*>", "X", o) for o in first]  # placeholders such as <date>
+    for override in (re.sub(r"<[^>]*>", "X", o) for o in overrides if o != "-m"):  # placeholders such as <date>
+        parsed = parser.parse_override(override)
+        if parsed.is_sweep_override():
+            choice = next(parsed.sweep_string_iterator())
+            override = f"{parsed.get_key_element()}={choice}"
+        first.append(override)
+    return first
 
 
 COMMANDS = shown_commands()
