@@ -16,7 +16,7 @@ from spade_pl.metrics import slice_metrics
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule
-from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes
+from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes, ifft2c
 from spade_pl.physics.sr import Downsampling, make_kernel
 from spade_pl.transforms import Rotations, Shifts, Union, rotate
 
@@ -174,15 +174,16 @@ def test_selfsup_operator_is_fixed_by_the_teacher_maps():
     batch = _batch(with_maps=False)
     student, teacher = _tiny_varnet(1), _tiny_varnet(0).eval()
     physics = MultiCoilMRI(mask=batch.mask, num_low_frequencies=6)
-    with_teacher = SelfSupervised.fixed_operator(batch.masked_kspace, physics, student, teacher).maps
+    # the image-domain view (the contract's default) of a network that estimates its maps takes the teacher's
+    with_teacher = MBDLNetwork.measurement_view(student, batch.masked_kspace, physics, teacher).operator.maps
     assert torch.equal(with_teacher, teacher.measurement_physics(batch.masked_kspace, physics).maps)
-    own = SelfSupervised.fixed_operator(batch.masked_kspace, physics, student, None).maps
+    own = MBDLNetwork.measurement_view(student, batch.masked_kspace, physics, None).operator.maps
     assert not own.requires_grad and not torch.equal(own, with_teacher)
 
 
 def test_selfsup_uses_estimated_maps_for_e2e_varnet_and_refuses_without_any():
     assert torch.isfinite(SelfSupervised()(_batch(with_maps=False), _tiny_varnet())[0])
-    with pytest.raises(SpadeInputError, match="finetune=selfsup needs the forward operator A"):
+    with pytest.raises(SpadeInputError, match="self-supervised fine-tuning needs the forward operator A"):
         SelfSupervised()(_batch(with_maps=False), ZeroFilledSense())
 
 
@@ -387,7 +388,10 @@ def test_e2e_varnet_predicts_coil_kspace_that_its_image_output_combines():
     assert coils.shape == batch.masked_kspace.shape
     combined = MultiCoilMRI(mask=torch.ones_like(batch.mask), maps=maps).A_adjoint(coils)
     assert torch.allclose(combined, image, atol=1e-5)
-    assert ZeroFilledSense().coil_kspace(batch.masked_kspace, physics) is None  # image-domain networks
+    view = net.measurement_view(batch.masked_kspace, physics)  # self-supervision compares these coil images
+    assert torch.allclose(view.estimate(batch.masked_kspace, physics, None), ifft2c(coils), atol=1e-6)
+    image_view = ZeroFilledSense().measurement_view(batch.masked_kspace, MultiCoilMRI(mask=batch.mask, maps=maps))
+    assert image_view.estimate(batch.masked_kspace, image_view.operator, None).shape == image.shape  # the image
 
 
 def test_supervised_validation_scores_the_image_its_loss_came_from_without_a_second_forward():

@@ -7,10 +7,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from spade_pl.errors import require
-from spade_pl.physics.base import Physics
+from spade_pl.errors import SpadeInputError, require
+from spade_pl.physics.base import MeasurementView, Physics
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,28 @@ class MBDLNetwork(nn.Module, ABC):
         split) can take it instead of computing it again: the same values, one sub-network pass fewer."""
         return None
 
-    def coil_kspace(self, y: Tensor, physics: Physics, calibration: Tensor | None = None) -> Tensor | None:
-        """The multi-coil k-space the network predicts, for networks whose output domain it is (else None);
-        ``calibration`` is :meth:`calibration` of a scan with the same centre, reused instead of recomputed.
-
-        Self-supervised fine-tuning then works in that domain, where ``A`` = mask x FFT needs no coil maps.
-        """
-        return None
-
     def measurement_physics(self, y: Tensor, physics: Physics) -> Physics:
         """The operator A that the network itself assumes for ``y`` (its own coil maps, if it estimates them)."""
         return physics
+
+    def measurement_view(self, y: Tensor, physics: Physics, reference: MBDLNetwork | None = None) -> MeasurementView:
+        """Where measurement-based objectives compare (:class:`~spade_pl.physics.base.MeasurementView`). Here:
+        the image ``x = f(y)`` with ``A`` as ``reference`` (the frozen teacher, else this network) assumes it,
+        frozen, so no loss can be lowered by moving ``A``. A network whose output domain is another (E2E-VarNet:
+        multi-coil k-space) returns that domain's view."""
+        with torch.no_grad():
+            operator = (reference if reference is not None else self).measurement_physics(y, physics)
+        try:
+            operator = operator.frozen()
+        except ValueError as err:
+            raise SpadeInputError(
+                f"self-supervised fine-tuning needs the forward operator A ({err}); {type(self).__name__} does "
+                f"not estimate what is missing: compute ESPIRiT maps for the data"
+            ) from None
+        return MeasurementView(
+            operator=operator,
+            estimate=lambda y_, physics_, _calibration: self(y_, physics_),
+            measure=lambda x, operator_: operator_.A(x),
+            to_planes=operator.to_channels,
+            from_planes=lambda planes, _like: operator.from_channels(planes),
+        )

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.models.base import LibraryFormat, MBDLNetwork
 from spade_pl.models.norms import use_group_kernel_instance_norms
-from spade_pl.physics.mri import MultiCoilMRI, NativeOrderSENSE, ifft2c
+from spade_pl.physics.base import MeasurementView
+from spade_pl.physics.mri import MultiCoilMRI, NativeOrderSENSE, coil_image_view, ifft2c
 from spade_pl.safe_math import root_sum_of_squares
 
 # the first cascade's and the sensitivity net's U-Nets, named as in fastmri.models.VarNet
@@ -148,9 +149,17 @@ class E2EVarNet(MBDLNetwork):
         return self._image(*self._cascades(y, physics))
 
     def coil_kspace(self, y: Tensor, physics: MultiCoilMRI, calibration: Tensor | None = None) -> Tensor:
-        """The predicted multi-coil k-space ``(B, C, H, W, 2)``, centred: fastmri VarNet's own output domain."""
+        """The predicted multi-coil k-space ``(B, C, H, W, 2)``, centred: fastmri VarNet's own output domain;
+        ``calibration``: :meth:`calibration` of a scan with the same centre, reused instead of recomputed."""
         kspace, sense = self._cascades(y, physics, calibration)
         return sense.to_centred(kspace)
+
+    def measurement_view(
+        self, y: Tensor, physics: MultiCoilMRI, reference: MBDLNetwork | None = None
+    ) -> MeasurementView:
+        """The coil images of the predicted k-space, measured by mask x FFT: no estimated coil maps enter ``A``
+        (``reference`` is not needed)."""
+        return coil_image_view(physics, self.coil_kspace)
 
     def measurement_physics(self, y: Tensor, physics: MultiCoilMRI) -> MultiCoilMRI:
         with torch.no_grad():

@@ -14,13 +14,16 @@ files (physics, data, networks, configs), not edits to the spine.
 - For self-supervised fine-tuning: ``transformed(fn)`` (the operator for a transformed object: MRI rotates
   its coil maps, a shift-invariant blur stays as it is), ``frozen()`` (the operator with nothing that
   gradients could move), ``split(fraction)`` (two operators on disjoint parts of the measurements),
-  ``with_mask`` / ``apply_mask`` (restrict to a measured subset).
+  ``with_mask`` / ``apply_mask`` (restrict to a measured subset), ``ei_transforms()`` (the group equivariant
+  imaging learns from). Measurement-based objectives compare in a :class:`MeasurementView`, which the network
+  provides (the image with ``A``, by default; multi-coil MRI's coil images for a network that predicts them).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -113,3 +116,20 @@ class Physics(ABC):
 
     @abstractmethod
     def split(self, fraction: float, generator: torch.Generator | None = None) -> tuple[Physics, Physics]: ...
+
+
+@dataclass(frozen=True)
+class MeasurementView:
+    """The domain measurement-based objectives compare in: the unknowns ``x`` a network's output stands for, the
+    fixed operator that measures them, and their channel planes for transforms.
+
+    ``estimate(y, physics, calibration)``: ``x`` from measurements (``calibration``: the network's, reused
+    for a scan with the same centre, or None); ``measure(x, operator)``: ``A x``; ``to_planes(x)``: ``x`` as
+    real ``(B, N, H, W)`` planes; ``from_planes(planes, like)``: the inverse, for tensors shaped like ``like``.
+    """
+
+    operator: Physics
+    estimate: Callable[[Tensor, Physics, Tensor | None], Tensor]
+    measure: Callable[[Tensor, Physics], Tensor]
+    to_planes: Callable[[Tensor], Tensor]
+    from_planes: Callable[[Tensor, Tensor], Tensor]

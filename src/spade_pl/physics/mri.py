@@ -14,7 +14,7 @@ import fastmri
 import torch
 from torch import Tensor
 
-from spade_pl.physics.base import DataTerm, Physics
+from spade_pl.physics.base import DataTerm, MeasurementView, Physics
 from spade_pl.safe_math import root_sum_of_squares
 
 
@@ -30,6 +30,21 @@ def complex_planes(x: Tensor) -> Tensor:
 def from_complex_planes(planes: Tensor, like: Tensor) -> Tensor:
     """The inverse of :func:`complex_planes` for tensors shaped like ``like``."""
     return planes.reshape(*like.shape[:-3], 2, *planes.shape[-2:]).movedim(-3, -1)
+
+
+def coil_image_view(
+    physics: MultiCoilMRI, predict_kspace: Callable[[Tensor, MultiCoilMRI, Tensor | None], Tensor]
+) -> MeasurementView:
+    """Multi-coil MRI seen in the coil images, for a network that predicts multi-coil k-space
+    (``predict_kspace(y, physics, calibration)``, centred): ``x`` = its coil images, ``A`` = mask x FFT, which
+    needs no coil maps, so nothing estimated enters the operator."""
+    return MeasurementView(
+        operator=physics,
+        estimate=lambda y, physics_, calibration: ifft2c(predict_kspace(y, physics_, calibration)),
+        measure=lambda x, operator: operator.apply_mask(fft2c(x)),
+        to_planes=complex_planes,
+        from_planes=from_complex_planes,
+    )
 
 
 def magnitude(x: Tensor) -> Tensor:
