@@ -35,7 +35,6 @@ class DnCNN(nn.Module):
 class UnrolledDnCNN(MBDLNetwork):
     """``x ← D_k(x − η_k A^H(A x − y))`` for ``iterations`` steps, from the physics' starting image."""
 
-    problems = ("sr", "csmri")
     needs_maps = True  # on MRI data: the data's coil maps
 
     def __init__(self, channels: int = 1, iterations: int = 4, features: int = 32, depth: int = 5):

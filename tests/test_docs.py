@@ -92,7 +92,8 @@ def test_the_docs_show_commands():
 
 
 @pytest.mark.parametrize("overrides", [c[1] for c in COMMANDS], ids=[c[0] for c in COMMANDS])
-def test_every_shown_command_composes_into_a_valid_config(overrides):
+def test_every_shown_command_composes_into_a_valid_config(overrides, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # what the commands' PYTHONPATH=examples gives them
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

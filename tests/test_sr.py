@@ -175,7 +175,15 @@ def test_your_own_network_is_pruned_fine_tuned_and_benchmarked(make_cfg, monkeyp
 def test_incompatible_network_and_problem_is_one_line(tmp_path):
     proc = spade_cli("problem=sr", "network=e2e_varnet", cwd=tmp_path, cache=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error: network=e2e_varnet does not fit problem=sr; it is a network for: csmri" in proc.stderr
+    assert (
+        "error: network=e2e_varnet does not fit problem=sr: it needs multi-coil k-space measurements, which its "
+        "physics (Downsampling) does not provide" in proc.stderr
+    )
+    proc = spade_cli("network=du_sr", cwd=tmp_path, cache=tmp_path)  # networks declare needs, problems provide
+    assert proc.returncode == 2 and (
+        "error: network=du_sr does not fit problem=csmri: it needs a closed-form proximal data step, which its "
+        "physics (MultiCoilMRI) does not provide" in proc.stderr
+    )
     proc = spade_cli("problem=sr", "network=deq", *["debug=fdr"], cwd=tmp_path, cache=tmp_path)
     assert proc.returncode == 2 and "use network=deq_sr" in proc.stderr
 

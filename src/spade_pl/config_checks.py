@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from spade_pl.benchmark import BenchmarkSettings
@@ -42,7 +44,28 @@ def check_network(model: dict[str, Any], prefix: str = "network.model") -> None:
             require(math.isfinite(value) and value >= 0, f"{name}={value!r} is invalid; allowed: finite numbers >= 0")
 
 
+def network_choice(cfg: DictConfig) -> str:
+    """``network=<option>`` as the user typed it (for messages), else the network class name."""
+    try:
+        return f"network={HydraConfig.get().runtime.choices['network']}"
+    except (ValueError, KeyError):
+        return cfg.network.model._target_.rsplit(".", 1)[-1]
+
+
+def check_network_fits(cfg: DictConfig) -> None:
+    """The network needs nothing the data's physics does not provide (checked first: a network made for
+    another problem may not even resolve its config against this problem's data)."""
+    network, physics = get_class(cfg.network.model._target_), get_class(cfg.data._target_).physics_type
+    missing = network.missing_from(physics)
+    require(
+        not missing,
+        f"{network_choice(cfg)} does not fit problem={cfg.problem.name}: it needs {' and '.join(missing)}, which "
+        f"its physics ({physics.__name__}) does not provide",
+    )
+
+
 def check_config(cfg: DictConfig) -> None:
+    check_network_fits(cfg)
     require_int("seed", cfg.seed, 0)
     require(
         cfg.get("eval_split") in ("val", "test"), f"eval_split={cfg.get('eval_split')!r} is invalid; allowed: val, test"

@@ -13,6 +13,10 @@ Images are ``(slices, h, w)`` (MRI magnitudes) or ``(slices, C, h, w)`` (colour 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 import torch
 from fastmri import evaluate
@@ -23,8 +27,9 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from spade_pl.errors import require
 
-CONVENTIONS = ("fastmri", "minmax", "sr_y", "sr_rgb")
 _ssim_loss = SSIMLoss()
+#: the SSIM window of training losses and progress logging (fastMRI's SSIM)
+TRAINING_SSIM_WINDOW = 7
 
 
 def planes(images: Tensor) -> Tensor:
@@ -57,11 +62,11 @@ def luminance(rgb: Tensor) -> Tensor:
     return (rgb * weights).sum(1, keepdim=True) + 16.0 / 255.0
 
 
-def _sr_metrics(prediction: np.ndarray, target: np.ndarray, convention: str, border: int) -> dict[str, float]:
+def _sr_metrics(prediction: np.ndarray, target: np.ndarray, border: int, on_luminance: bool) -> dict[str, float]:
     pred, gt = (torch.from_numpy(a).double().clamp(0, 1) for a in (prediction, target))
     if pred.dim() == 3:
         pred, gt = pred[:, None], gt[:, None]
-    if convention == "sr_y" and pred.shape[1] == 3:
+    if on_luminance and pred.shape[1] == 3:
         pred, gt = luminance(pred), luminance(gt)
     if border:
         pred, gt = pred[..., border:-border, border:-border], gt[..., border:-border, border:-border]
@@ -72,18 +77,11 @@ def _sr_metrics(prediction: np.ndarray, target: np.ndarray, convention: str, bor
     return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
 
 
-def volume_metrics(
-    prediction: np.ndarray, target: np.ndarray, convention: str = "fastmri", border: int = 0
-) -> dict[str, float]:
-    """PSNR and SSIM of one volume (its slices stacked) under ``convention``; ``border``: for ``sr_*``."""
-    require(convention in CONVENTIONS, f"metric convention {convention!r} is unknown; allowed: {CONVENTIONS}")
-    if convention.startswith("sr_"):
-        return _sr_metrics(prediction, target, convention, border)
-    if convention == "fastmri":
-        return {
-            "psnr": float(evaluate.psnr(target, prediction)),
-            "ssim": float(evaluate.ssim(target, prediction).item()),
-        }
+def _fastmri_metrics(prediction: np.ndarray, target: np.ndarray, _border: int) -> dict[str, float]:
+    return {"psnr": float(evaluate.psnr(target, prediction)), "ssim": float(evaluate.ssim(target, prediction).item())}
+
+
+def _minmax_metrics(prediction: np.ndarray, target: np.ndarray, _border: int) -> dict[str, float]:
     side = min(target.shape[-2:])
     pred = _minmax(center_crop(torch.from_numpy(prediction), (side, side)).double())
     gt = _minmax(center_crop(torch.from_numpy(target), (side, side)).double())
@@ -92,3 +90,41 @@ def volume_metrics(
         pred.unsqueeze(1), gt.unsqueeze(1), data_range=1.0, kernel_size=11, sigma=1.5, reduction="none"
     )
     return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How one convention scores a volume (``score(prediction, target, border)``) and the SSIM window it uses
+    (the smallest image side it can score, with ``border`` cropped from each side)."""
+
+    score: Callable[[np.ndarray, np.ndarray, int], dict[str, float]]
+    ssim_window: int
+
+
+#: ``problem.metric_convention`` -> how it scores (the module docstring says what each does)
+CONVENTIONS: dict[str, Convention] = {
+    "fastmri": Convention(_fastmri_metrics, 7),
+    "minmax": Convention(_minmax_metrics, 11),
+    "sr_y": Convention(partial(_sr_metrics, on_luminance=True), 11),
+    "sr_rgb": Convention(partial(_sr_metrics, on_luminance=False), 11),
+}
+
+
+def metric_convention(name: str) -> Convention:
+    require(name in CONVENTIONS, f"metric convention {name!r} is unknown; allowed: {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[name]
+
+
+def volume_metrics(
+    prediction: np.ndarray, target: np.ndarray, convention: str = "fastmri", border: int = 0
+) -> dict[str, float]:
+    """PSNR and SSIM of one volume (its slices stacked) under ``convention``; ``border``: pixels cropped from
+    every side (super-resolution)."""
+    return metric_convention(convention).score(prediction, target, border)
+
+
+def min_scored_size(convention: str, border: int = 0) -> tuple[int, str]:
+    """The smallest ground-truth side the metrics and the training losses can score, and why in words."""
+    window = max(metric_convention(convention).ssim_window, TRAINING_SSIM_WINDOW)
+    crop = f" after the {border}-pixel border" if border else ""
+    return window + 2 * border, f"the SSIM window is {window} x {window}{crop} (problem.metric_convention={convention})"

@@ -42,13 +42,14 @@ from spade_pl.benchmark import (
     time_forwards,
 )
 from spade_pl.checkpoints import SafeCheckpointIO, read_checkpoint
-from spade_pl.config_checks import check_config
+from spade_pl.config_checks import check_config, network_choice
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.distributed import is_writer, job_scope, place_on_gpus, rank
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.export import export_network
 from spade_pl.export_weights import write_library_format, write_state_dict
 from spade_pl.io_utils import atomic_torch_save, atomic_write_json, atomic_write_text, check_writable
+from spade_pl.metrics import min_scored_size
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.module import ReconModule, freeze_priors
 from spade_pl.network_weights import check_shapes, find_network_weights
@@ -92,14 +93,6 @@ def weight_averaging(decay: float | None) -> list[Callback]:
     return [] if decay is None else [EMAWeightAveraging(decay=float(decay))]
 
 
-def network_choice(cfg: DictConfig) -> str:
-    """``network=<option>`` as the user typed it (for messages), else the network class name."""
-    try:
-        return f"network={HydraConfig.get().runtime.choices['network']}"
-    except (ValueError, KeyError):
-        return cfg.network.model._target_.rsplit(".", 1)[-1]
-
-
 class Run:
     """One Hydra run: its config, its output folder, its datamodule (built once, shared by every stage).
 
@@ -117,16 +110,12 @@ class Run:
         check_writable(self.output_dir)
         self.writer = is_writer()
         network_class = get_class(cfg.network.model._target_)
-        fits = getattr(network_class, "problems", ("csmri",))
-        require(
-            cfg.problem.name in fits,
-            f"{network_choice(cfg)} does not fit problem={cfg.problem.name}; it is a network for: {', '.join(fits)}",
-        )
         needs_maps = network_choice(cfg) if network_class.needs_maps else None
         self.datamodule: SplitDataModule = build(cfg.data, require_maps=needs_maps)
         self.datamodule.evaluating_on(cfg.get("eval_split", "test"))
         self.datamodule.prepare_data()
         self.datamodule.setup()  # every split's files are checked now, before any training
+        self.check_image_size()
         self.prune_settings = PruneSettings.from_config(cfg.prune)
         one_process = cfg.trainer.devices in (1, "auto", None)  # every rank would time, and may choose, its own
         require(
@@ -160,6 +149,28 @@ class Run:
             if self.prune_settings.prunes and self.cfg.finetune.get("objective"):
                 stages.append((f"finetune-{self.cfg.finetune.name}", True))
         return {stage: stage_stamp(stage, self.cfg, pruned) for stage, pruned in stages}
+
+    def check_image_size(self) -> None:
+        """The data's images are at least as large as the network takes and the metrics score (one line before
+        any training, which would otherwise train into NaN or fail in the first validation)."""
+        with torch.random.fork_rng(devices=[]):  # a throwaway network: no random stream of the run moves
+            network_min = self.new_network().min_image_size()
+        batch = self.datamodule.first_eval_batch()
+        problem = self.cfg.problem
+        checks = (
+            (batch.physics().image_size(batch.y), network_min, network_choice(self.cfg)),
+            (
+                tuple(batch.target.shape[-2:]),
+                min_scored_size(problem.metric_convention, problem.get("metric_border", 0)),
+                "scoring",
+            ),
+        )
+        for (height, width), (smallest, why), who in checks:
+            require(
+                min(height, width) >= smallest,
+                f"the {self.datamodule.eval_split} images ({batch.fname[0]}) are {height} x {width} pixels; "
+                f"{who} takes at least {smallest} x {smallest}: {why}",
+            )
 
     # ---- building blocks -------------------------------------------------------------------------
     def new_network(self) -> MBDLNetwork:

@@ -18,6 +18,7 @@ from spade_pl.data.transform import MRISample, MRISliceTransform
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.espirit import espirit_cache_dir, espirit_command
 from spade_pl.physics.masks import build_mask_func
+from spade_pl.physics.mri import MultiCoilMRI
 
 
 def maps_source(path: Path) -> Path | None:
@@ -67,6 +68,8 @@ class FastMRIDataModule(SplitDataModule):
     every file in its folder). Training masks are random per slice; validation and test masks are a fixed
     function of the file name (fastMRI's convention), also when test-time adaptation trains on the test split.
     """
+
+    physics_type = MultiCoilMRI
 
     def __init__(
         self,

@@ -165,6 +165,8 @@ def index_lr_files(lr_root: Path, suffix: str) -> dict[str, Path]:
 class ImageDataModule(SplitDataModule):
     """Super-resolution data from image folders; splits by image (see :mod:`spade_pl.data.splits`)."""
 
+    physics_type = Downsampling
+
     def __init__(
         self,
         root: str | None,

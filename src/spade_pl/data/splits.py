@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from spade_pl.batch import Sample
 from spade_pl.data.sampling import EpochSampler, SeededSamples
 from spade_pl.errors import SpadeInputError, require
+from spade_pl.physics.base import Physics
 
 SPLITS = ("train", "val", "test")
 
@@ -96,6 +97,9 @@ class Splits:
 class SplitDataModule(L.LightningDataModule):
     """Loaders over per-split datasets (built once, cached by (split, purpose)); subclasses build a dataset."""
 
+    #: the physics its samples carry (``Sample.physics()``): what a network is checked against before any work
+    physics_type: type[Physics] = Physics
+
     def __init__(self, batch_size: int, num_workers: int):
         super().__init__()
         require(int(batch_size) >= 1, f"data.batch_size={batch_size} is invalid; allowed: integers >= 1")
@@ -117,6 +121,10 @@ class SplitDataModule(L.LightningDataModule):
             f"benchmark.size={size} needs data that can make a synthetic input; {type(self).__name__} cannot: "
             f"set benchmark.size=null (the first test slice)"
         )
+
+    def first_eval_batch(self) -> Sample:
+        """The evaluated split's first sample as a batch of one (set up first), for checks before any work."""
+        return default_collate([self._dataset(self.eval_split, "eval")[0]])
 
     def scored(self, split: str, purpose: str) -> bool:
         """Whether the dataset of ``split`` for ``purpose`` holds the measurements the reports score: the

@@ -35,8 +35,9 @@ class MBDLNetwork(nn.Module, ABC):
 
     #: True when the network needs coil maps from the data (physics.maps); False when it estimates them.
     needs_maps: bool = False
-    #: the inverse problems (``problem.name``) whose physics this network can take
-    problems: tuple[str, ...] = ("csmri",)
+    #: what the network needs of a physics beyond the contract (``spade_pl.physics.base.MULTICOIL_KSPACE``, ...):
+    #: a problem whose physics does not provide it all is refused in one line before any work
+    needs: frozenset[str] = frozenset()
     #: priors that pruning leaves dense unless asked (``prune.include_sensitivity_net``, ``prune.priors``), e.g.
     #: E2E-VarNet's sensitivity net, whose maps every cascade depends on
     dense_priors: tuple[str, ...] = ()
@@ -61,6 +62,16 @@ class MBDLNetwork(nn.Module, ABC):
         names and shapes alone, e.g. E2E-VarNet's cascades and channels; ``{}`` when nothing can be told. A
         checkpoint that does not fit the configured network then names the overrides that would fit."""
         return {}
+
+    def min_image_size(self) -> tuple[int, str]:
+        """The smallest image side this network takes, and why in words (e.g. "its U-Nets halve the image 3
+        times"): a smaller one is refused in one line before any training (it would train into NaN)."""
+        return 1, "any size"
+
+    @classmethod
+    def missing_from(cls, physics: type[Physics]) -> list[str]:
+        """What this network needs that ``physics`` does not provide (empty: it fits)."""
+        return sorted(cls.needs - physics.provides)
 
     @classmethod
     def constructor_arguments(cls) -> list[str]:

@@ -43,7 +43,6 @@ class DEQ(MBDLNetwork):
     """
 
     needs_maps = True  # on MRI data: the data's (or ESPIRiT) coil maps
-    problems = ("csmri", "sr")
     iterative = True
 
     def __init__(

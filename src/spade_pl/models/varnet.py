@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.models.base import LibraryFormat, MBDLNetwork
 from spade_pl.models.norms import use_group_kernel_instance_norms
-from spade_pl.physics.base import MeasurementView
+from spade_pl.physics.base import MULTICOIL_KSPACE, MeasurementView
 from spade_pl.physics.mri import MultiCoilMRI, NativeOrderSENSE, coil_image_view, ifft2c
 from spade_pl.safe_math import root_sum_of_squares
 
@@ -73,6 +73,7 @@ class E2EVarNet(MBDLNetwork):
     """
 
     needs_maps = False
+    needs = frozenset({MULTICOIL_KSPACE})  # it predicts multi-coil k-space
     dense_priors = ("sens",)
     OUTPUTS = ("combined", "rss")
 
@@ -95,6 +96,12 @@ class E2EVarNet(MBDLNetwork):
             num_cascades=num_cascades, sens_chans=sens_chans, sens_pools=sens_pools, chans=chans, pools=pools
         )
         self.varnet = use_group_kernel_instance_norms(VarNet(**self.architecture))
+
+    def min_image_size(self) -> tuple[int, str]:
+        """``2^pools`` of its deepest U-Net: a smaller grid leaves the calibration centre without a column and
+        the coil maps 0 / 0 (NaN)."""
+        pools = max(self.architecture["pools"], self.architecture.get("sens_pools", 0))
+        return 2**pools, f"its U-Nets halve the image {pools} times (network.model.pools, sens_pools)"
 
     def estimate_maps(self, y: Tensor, physics: MultiCoilMRI) -> Tensor:
         """fastmri's ``SensitivityModel.forward``; with a known centre width, the centre is cut at Python-int

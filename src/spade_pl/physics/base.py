@@ -71,11 +71,20 @@ class DataTerm:
         return x
 
 
+#: What a physics can provide beyond the contract, and a network may need of it (``MBDLNetwork.needs``); each
+#: value says it in words, for the one line a mismatch prints.
+MULTICOIL_KSPACE = "multi-coil k-space measurements"
+COIL_MAPS = "coil maps"
+CLOSED_FORM_PROX = "a closed-form proximal data step"
+
+
 class Physics(ABC):
     """See the module docstring."""
 
     #: channels of the image a CNN prior sees (MRI: 2 = real, imaginary; SR: 1 or 3 colour channels)
     channels: int = 1
+    #: what this physics provides beyond the contract (:data:`MULTICOIL_KSPACE`, ...), for networks that need it
+    provides: frozenset[str] = frozenset()
 
     @abstractmethod
     def A(self, x: Tensor) -> Tensor: ...  # noqa: N802 (operator notation)
@@ -85,6 +94,10 @@ class Physics(ABC):
 
     def data_term(self, y: Tensor) -> DataTerm:
         return DataTerm(self, y)
+
+    def image_size(self, y: Tensor) -> tuple[int, int]:
+        """``(H, W)`` of the image ``x`` that measurements ``y`` stand for (what a network's priors see)."""
+        return tuple(self.to_channels(self.A_adjoint(y)).shape[-2:])
 
     def to_channels(self, x: Tensor) -> Tensor:
         """Image -> ``(B, channels, H, W)`` for a CNN prior (identity when images are already that)."""

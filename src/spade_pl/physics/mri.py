@@ -14,7 +14,7 @@ import fastmri
 import torch
 from torch import Tensor
 
-from spade_pl.physics.base import DataTerm, MeasurementView, Physics
+from spade_pl.physics.base import COIL_MAPS, MULTICOIL_KSPACE, DataTerm, MeasurementView, Physics
 from spade_pl.safe_math import root_sum_of_squares
 
 
@@ -139,6 +139,7 @@ class MultiCoilMRI(Physics):
     maps: Tensor | None = None
     num_low_frequencies: int | None = None
     channels: int = 2
+    provides = frozenset({MULTICOIL_KSPACE, COIL_MAPS})
 
     def _require_maps(self) -> Tensor:
         if self.maps is None:
@@ -159,6 +160,10 @@ class MultiCoilMRI(Physics):
     def with_maps(self, maps: Tensor | None) -> MultiCoilMRI:
         """The same sampling with other coil maps (e.g. maps estimated by a network)."""
         return replace(self, maps=maps)
+
+    def image_size(self, y: Tensor) -> tuple[int, int]:
+        """The k-space grid, ``(H, W)`` of ``y``'s ``(B, C, H, W, 2)`` (no coil maps needed)."""
+        return tuple(y.shape[-3:-1])
 
     def to_channels(self, x: Tensor) -> Tensor:
         return x.permute(0, 3, 1, 2)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spade_pl.errors import require
-from spade_pl.physics.base import DataTerm, Physics
+from spade_pl.physics.base import CLOSED_FORM_PROX, DataTerm, Physics
 from spade_pl.transforms import Rotations, Shifts, TransformGroup, Union
 
 SCALES = (2, 3, 4)
@@ -87,6 +87,7 @@ class Downsampling(Physics):
     scale: int
     mask: Tensor | None = None
     channels: int = 3
+    provides = frozenset({CLOSED_FORM_PROX})
 
     def ei_transforms(self) -> TransformGroup:
         """Quarter turns and circular shifts by less than the scale: each puts the image on another decimation
@@ -119,6 +120,10 @@ class Downsampling(Physics):
     def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
         up = self.upsample(self.apply_mask(y))
         return torch.fft.ifft2(self._otf(up).conj() * torch.fft.fft2(up)).real
+
+    def image_size(self, y: Tensor) -> tuple[int, int]:
+        """The high-resolution grid: ``scale`` times the measured one."""
+        return (y.shape[-2] * self.scale, y.shape[-1] * self.scale)
 
     def apply_mask(self, y: Tensor) -> Tensor:
         return y if self.mask is None else y * self.mask.to(y.dtype)
