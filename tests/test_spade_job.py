@@ -12,6 +12,7 @@ from omegaconf import open_dict
 from conftest import tiny_overrides
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
+from spade_pl.finetune_stage import test_time_recipe
 from spade_pl.module import NonFiniteLossError
 from spade_pl.pipeline import Run, run
 
@@ -234,10 +235,10 @@ def test_test_time_adaptation_takes_its_own_ei_weight_and_norm(make_cfg):
     problem's 5 with squared errors."""
     objective = make_cfg("finetune=selfsup").finetune.objective
     assert (objective.ei_weight, objective.norm) == (10.0, 1)
-    test_time = Run(make_cfg("finetune=selfsup", "finetune.data=test")).test_time_recipe().objective
+    test_time = test_time_recipe(make_cfg("finetune=selfsup", "finetune.data=test").finetune).objective
     assert (test_time.ei_weight, test_time.norm) == (5.0, 2)
     overrides = ("finetune.test_time_ei_weight=null", "finetune.test_time_norm=null")
-    recipe = Run(make_cfg("finetune=selfsup", "finetune.data=test", *overrides)).test_time_recipe()
+    recipe = test_time_recipe(make_cfg("finetune=selfsup", "finetune.data=test", *overrides).finetune)
     assert (recipe.objective.ei_weight, recipe.objective.norm) == (10.0, 1)  # null: the objective's own
     assert make_cfg("finetune=selfsup", "network=deq").finetune.objective.norm == 2  # networks without a choice
 
