@@ -44,7 +44,7 @@ def test_loading_is_weights_only(tmp_path):
 def test_every_trainer_saves_and_resumes_through_the_safe_io(make_cfg):
     from spade_pl.pipeline import Run
 
-    trainer = Run(make_cfg("debug=fdr")).trainer("pretrain")
+    trainer = Run(make_cfg("debug=fdr")).training.trainer("pretrain")
     assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
 
 

@@ -1,10 +1,12 @@
-"""What the docs' "extending" page promises: a new fine-tuning strategy is a config file outside the package,
-found through Hydra's search path, and runs the whole job (pretrain, prune, fine-tune, test, benchmark, report)."""
+"""What the docs' "extending" page promises: a new inverse problem (physics, data, config) and a new fine-tuning
+strategy (a config of terms) live outside the package, found through Hydra's search path and PYTHONPATH, and
+run the whole job (pretrain, prune, fine-tune, test, benchmark, report)."""
 
 import json
+import os
 from pathlib import Path
 
-from conftest import spade_cli, tiny_overrides
+from conftest import TINY_NETWORKS, TINY_SR_DATA, spade_cli, tiny_overrides
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = ["debug=limit", "benchmark.repeats=1", "benchmark.warmup=0"]
@@ -29,3 +31,27 @@ def test_a_strategy_written_as_a_config_of_terms_runs_the_whole_job(tmp_path):
     (metrics,) = results_file.parent.glob("csv/finetune-distill_ei/metrics.csv")
     header = metrics.read_text().splitlines()[0]
     assert "val/distill" in header and "val/ei" in header  # each term logged under its name
+
+
+def test_a_problem_of_your_own_runs_the_whole_job_self_supervised_too(tmp_path):
+    """Image inpainting (examples/inpainting.py, examples/conf): the DEQ pre-trained, pruned and fine-tuned
+    without ground truth (the mask splits, EI), tested against the measured pixels, benchmarked."""
+    path = os.pathsep.join(filter(None, [str(EXAMPLES), os.environ.get("PYTHONPATH")]))
+    proc = spade_cli(
+        f"hydra.searchpath=[file://{EXAMPLES / 'conf'}]",
+        "problem=inpainting",
+        "finetune=selfsup",
+        "prune.ratio=0.5",
+        *TINY_SR_DATA,
+        *TINY_NETWORKS["deq_sr"],
+        *FAST,
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        env={"PYTHONPATH": path},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (results_file,) = (tmp_path / "logs").rglob("results.json")
+    results = json.loads(results_file.read_text())
+    assert list(results["models"]) == ["measured pixels", "dense", "pruned (one-shot)", "pruned + selfsup"]
+    assert all(m["mean"]["psnr"] > 0 for m in results["models"].values())
+    assert results["benchmark"]["mac_bound_forward"] > 1 and results["pruning"]["prior"]["widths_after"]

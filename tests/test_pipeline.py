@@ -123,9 +123,9 @@ def test_optimizer_trains_the_pruned_parameters(make_cfg):
     from spade_pl.pruning.spade import PruneSettings
 
     r = Run(make_cfg("debug=fdr", "finetune=supervised"))
-    module = r.new_module(r.new_network(), r.cfg.finetune)
+    module = r.training.new_module(r.new_network(), r.cfg.finetune)
     layer = lambda: module.network.priors()["cascade0"].down_sample_layers[0].layers[0]  # noqa: E731
-    trainer = r.trainer("t", 1, [SpadePruning(PruneSettings(ratio=0.5))])
+    trainer = r.training.trainer("t", 1, [SpadePruning(PruneSettings(ratio=0.5))])
     seen = {}
 
     class Spy(L.Callback):

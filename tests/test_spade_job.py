@@ -12,7 +12,7 @@ from omegaconf import open_dict
 from conftest import tiny_overrides
 from spade_pl.data.datamodule import FastMRIDataModule
 from spade_pl.errors import SpadeInputError
-from spade_pl.finetune_stage import test_time_recipe
+from spade_pl.finetune_stage import adaptation_recipe, fresh_network
 from spade_pl.module import NonFiniteLossError
 from spade_pl.pipeline import Run, run
 
@@ -60,10 +60,8 @@ def test_ground_truth_free_strategies_train_and_select_without_ground_truth(
     )
     out = run(cfg)
     checkpoint = torch.load(out["finetuned_checkpoint"], weights_only=True)
-    test_time_lr = cfg.finetune.test_time_lr if data == "test" else None
-    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(
-        test_time_lr or cfg.finetune.optimizer.lr
-    )
+    recipe = adaptation_recipe(cfg.finetune) if data == "test" else cfg.finetune
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(recipe.optimizer.lr)
     # the default E2E-VarNet averages its weights for self-supervised fine-tuning, not for test-time adaptation
     assert ("averaging_state" in checkpoint) == (strategy == "selfsup" and data == "train")
     name = f"pruned + {strategy}" + (" (test-time)" if data == "test" else "")
@@ -235,11 +233,12 @@ def test_test_time_adaptation_takes_its_own_ei_weight_and_norm(make_cfg):
     problem's 5 with squared errors."""
     objective = make_cfg("finetune=selfsup").finetune.objective
     assert (objective.ei_weight, objective.norm) == (10.0, 1)
-    test_time = test_time_recipe(make_cfg("finetune=selfsup", "finetune.data=test").finetune).objective
+    test_time = adaptation_recipe(make_cfg("finetune=selfsup", "finetune.data=test").finetune).objective
     assert (test_time.ei_weight, test_time.norm) == (5.0, 2)
-    overrides = ("finetune.test_time_ei_weight=null", "finetune.test_time_norm=null")
-    recipe = test_time_recipe(make_cfg("finetune=selfsup", "finetune.data=test", *overrides).finetune)
-    assert (recipe.objective.ei_weight, recipe.objective.norm) == (10.0, 1)  # null: the objective's own
+    overrides = ("~finetune.test_time.objective",)
+    recipe = adaptation_recipe(make_cfg("finetune=selfsup", "finetune.data=test", *overrides).finetune)
+    assert (recipe.objective.ei_weight, recipe.objective.norm) == (10.0, 1)  # not given: the objective's own
+    assert recipe.max_epochs == 30 and recipe.optimizer.lr == 3e-3 and recipe.ema_decay is None
     assert make_cfg("finetune=selfsup", "network=deq").finetune.objective.norm == 2  # networks without a choice
 
 
@@ -276,7 +275,7 @@ def test_scratch_baselines_train_the_pruned_architecture_from_a_fresh_start(
     assert list(out["models"])[-1] == label and out["strategy"] == strategy and out["finetuned_model"] == label
     r = Run(cfg)
     pruned, structure = r.load_network(Path(out["pruned_checkpoint"]))
-    fresh, again = r.fresh_network(structure), r.fresh_network(structure)
+    fresh, again = fresh_network(r, structure), fresh_network(r, structure)
     kept, start = pruned.state_dict(), fresh.state_dict()
     assert {k: v.shape for k, v in kept.items()} == {k: v.shape for k, v in start.items()}
     assert all(torch.equal(start[k], again.state_dict()[k]) for k in start)  # seeded: the same start each time

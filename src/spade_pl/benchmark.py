@@ -17,7 +17,9 @@ import contextlib
 import copy
 import ctypes
 import math
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -183,6 +185,21 @@ def count_forward_macs(network: MBDLNetwork, y: Tensor, physics: Physics) -> int
     return forward_mac_parts(network, y, physics)["total"]
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null: the profiler's C++ side (kineto) logs two lines there on every use,
+    which would land in every benchmark's output."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
     """Bytes ``fn`` allocates at most at one time beyond what was allocated before it (its activations and
     output; weights and inputs already in place are not counted), measured the same way for every network.
@@ -200,7 +217,7 @@ def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events, sizes = list(prof.profiler.kineto_results.experimental_event_tree()), []
     while events:

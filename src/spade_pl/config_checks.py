@@ -12,7 +12,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from spade_pl.benchmark import BenchmarkSettings
-from spade_pl.errors import require, require_int
+from spade_pl.errors import SpadeInputError, require, require_int
+from spade_pl.finetune_stage import adaptation_recipe
+from spade_pl.training import build
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -76,30 +78,17 @@ def check_config(cfg: DictConfig) -> None:
     require(budget in ("finetune", "total"), f"finetune.budget={budget!r} is invalid; allowed: finetune, total")
     data = cfg.finetune.get("data", "train")
     require(data in ("train", "test"), f"finetune.data={data!r} is invalid; allowed: train, test (test-time)")
-    for section in ("pretrain", "finetune"):
-        node = cfg.get(section) or {}
+    sections = {"pretrain": cfg.get("pretrain") or {}, "finetune": cfg.finetune}
+    if cfg.finetune.get("test_time"):
+        sections["finetune.test_time"] = cfg.finetune.test_time
+    for section, node in sections.items():
         if "max_epochs" in node:
             require_int(f"{section}.max_epochs", node.max_epochs, 0)
-        if node.get("test_time_epochs") is not None:
-            require_int(f"{section}.test_time_epochs", node.test_time_epochs, 1)
-        if node.get("test_time_lr") is not None:
-            require_positive(f"{section}.test_time_lr", node.test_time_lr)
-        weight = node.get("test_time_ei_weight")
+        decay = node.get("ema_decay")
         require(
-            weight is None or (_is_number(weight) and weight >= 0),
-            f"{section}.test_time_ei_weight={weight!r} is invalid; allowed: null (the objective's) or numbers >= 0",
+            decay is None or (_is_number(decay) and 0 < decay < 1),
+            f"{section}.ema_decay={decay!r} is invalid; allowed: null (off) or a number in (0, 1)",
         )
-        norm = node.get("test_time_norm")
-        require(
-            norm is None or (_is_number(norm) and norm >= 1),
-            f"{section}.test_time_norm={norm!r} is invalid; allowed: null (the objective's) or numbers >= 1",
-        )
-        for key in ("ema_decay", "test_time_ema_decay"):
-            decay = node.get(key)
-            require(
-                decay is None or (_is_number(decay) and 0 < decay < 1),
-                f"{section}.{key}={decay!r} is invalid; allowed: null (off) or a number in (0, 1)",
-            )
         optimizer = node.get("optimizer") or {}
         if "lr" in optimizer:
             require_positive(f"{section}.optimizer.lr", optimizer.lr)
@@ -109,9 +98,22 @@ def check_config(cfg: DictConfig) -> None:
                 _is_number(decay) and decay >= 0,
                 f"{section}.optimizer.weight_decay={decay!r} is invalid; allowed: finite numbers >= 0",
             )
+    check_objectives(cfg.finetune)
     check_network(OmegaConf.to_container(cfg.network.model, resolve=True))
     BenchmarkSettings(**cfg.benchmark)  # validates itself
     check_trainer(cfg.trainer)
+
+
+def check_objectives(recipe: DictConfig) -> None:
+    """Build the fine-tuning objective, and the test-time adaptation's, once: a bad value in either is one
+    line now, not after the teacher has trained."""
+    if recipe.get("objective"):
+        build(recipe.objective)
+    if recipe.get("test_time") and recipe.get("objective"):
+        try:
+            build(adaptation_recipe(recipe).objective)
+        except SpadeInputError as err:
+            raise SpadeInputError(f"with finetune.test_time merged on (test-time adaptation): {err}") from None
 
 
 def check_trainer(trainer: DictConfig) -> None:

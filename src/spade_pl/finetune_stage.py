@@ -22,19 +22,13 @@ if TYPE_CHECKING:
     from spade_pl.pipeline import Run
 
 TEST_TIME = "test-time"
-# finetune.test_time_* settings -> what each replaces in the fine-tuning recipe during test-time adaptation
-TEST_TIME_SETTINGS = {
-    "test_time_lr": "optimizer.lr",
-    "test_time_ei_weight": "objective.ei_weight",
-    "test_time_norm": "objective.norm",
-}
 
 
 def finetune(r: Run, pruned: ReconModule, teacher: MBDLNetwork) -> tuple[MBDLNetwork, Path]:
     """Fine-tune a copy of the pruned network on the training split, or, for test-time adaptation
     (``finetune.data=test``), on the measurements of the test split (never its ground truth)."""
     name = r.cfg.finetune.name
-    recipe = test_time_recipe(r.cfg.finetune) if adapts_to_test(r.cfg.finetune) else r.cfg.finetune
+    recipe = adaptation_recipe(r.cfg.finetune) if adapts_to_test(r.cfg.finetune) else r.cfg.finetune
     start = (
         fresh_network(r, pruned.pruning_structure)
         if recipe.get("init", "pruned") == "scratch"
@@ -51,7 +45,7 @@ def finetune(r: Run, pruned: ReconModule, teacher: MBDLNetwork) -> tuple[MBDLNet
             f"ground truth; allowed with finetune=distill or finetune=selfsup",
         )
         datamodule = r.datamodule.fitting_on(r.datamodule.eval_split)
-        epochs = r.cfg.finetune.get("test_time_epochs") or epochs
+        epochs = recipe.max_epochs
     ckpt = r.training.fit(f"finetune-{name}", module, epochs, datamodule, weight_averaging(recipe.get("ema_decay")))
     return r.load_network(ckpt)[0], ckpt
 
@@ -65,18 +59,14 @@ def fresh_network(r: Run, structure: dict[str, Any]) -> MBDLNetwork:
         return replay_structure(r.new_network(), structure)
 
 
-def test_time_recipe(recipe: DictConfig) -> DictConfig:
-    """``finetune`` with each ``finetune.test_time_*`` setting that is not null in place of the recipe's
-    own (:data:`TEST_TIME_SETTINGS`) and ``finetune.test_time_ema_decay`` as its weight averaging: adapting
-    to a few test volumes from the one-shot pruned start wants another step size than the training split,
-    predicts held-out columns worse with the EI weight chosen for the training split, and its few hundred
-    steps leave an average that lags behind (the runs: experiments/LOG.md)."""
-    recipe = OmegaConf.create(OmegaConf.to_container(recipe, resolve=True))
-    for key, target in TEST_TIME_SETTINGS.items():
-        if recipe.get(key) is not None:
-            OmegaConf.update(recipe, target, recipe[key])
-    recipe.ema_decay = recipe.get("test_time_ema_decay")
-    return recipe
+def adaptation_recipe(recipe: DictConfig) -> DictConfig:
+    """``finetune`` with ``finetune.test_time`` merged onto it (each key given there replaces the recipe's):
+    adapting to a few test volumes from the one-shot pruned start wants other epochs and another step size than
+    the training split, predicts held-out columns worse with the EI weight chosen for the training split, and
+    its few hundred steps leave a weight average that lags behind (the runs: experiments/LOG.md)."""
+    plain = OmegaConf.to_container(recipe, resolve=True)
+    overrides = plain.pop("test_time", None) or {}
+    return OmegaConf.merge(OmegaConf.create(plain), OmegaConf.create(overrides))
 
 
 def adapts_to_test(recipe: DictConfig) -> bool:

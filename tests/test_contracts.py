@@ -1,0 +1,165 @@
+"""The contracts, checked for every shipped network x physics x objective (deepinv's style): a new network,
+physics or objective is covered by adding it to one list below.
+
+- every network on every physics it fits: finite output of the image's shape, and prune -> save -> load ->
+  replay gives the same output; on a physics it does not fit, it says what it misses;
+- every physics: ``A_adjoint`` is the adjoint of ``A``; ``split`` gives disjoint masks that cover the mask;
+  every transform of its EI group is exact (a permutation of the pixels: the norm and the values are kept);
+- every objective on every network it fits: a finite loss with gradients on the student's parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spade_pl.data.embedded import birdcage_maps
+from spade_pl.data.images import SRSample
+from spade_pl.data.transform import MRISample
+from spade_pl.finetune import Distill, EquivariantImaging, SelfSupervised, Sum, Supervised
+from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
+from spade_pl.models.base import MBDLNetwork
+from spade_pl.models.varnet_maps import VarNetGivenMaps
+from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.sr import Downsampling, make_kernel
+from spade_pl.pruning.spade import PruneSettings, prune_network, replay_structure
+from spade_pl.transforms import Rotations, Shifts, Union
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from custom_network import UnrolledDnCNN  # noqa: E402  (the worked example of a network of your own)
+
+
+def mri_batch() -> MRISample:
+    g = torch.Generator().manual_seed(0)
+    size, coils = 24, 3
+    maps_np = birdcage_maps(coils, size)
+    maps = torch.stack([torch.from_numpy(maps_np.real), torch.from_numpy(maps_np.imag)], -1).float()[None]
+    x = torch.randn(1, size, size, 2, generator=g)
+    mask = torch.zeros(1, 1, 1, size, 1, dtype=torch.bool)
+    mask[..., ::2, :] = True
+    mask[..., size // 2 - 3 : size // 2 + 3, :] = True
+    y = MultiCoilMRI(mask=mask, maps=maps).A(x)
+    return MRISample(y, mask, torch.tensor([6]), x.pow(2).sum(-1).sqrt(), maps, ["f"], torch.tensor([0]))
+
+
+def sr_batch() -> SRSample:
+    g = torch.Generator().manual_seed(0)
+    kernel = make_kernel("gaussian", 2)
+    target = torch.rand(1, 1, 24, 24, generator=g)
+    lr = Downsampling(kernel=kernel, scale=2, channels=1).A(target)
+    return SRSample(lr, target, kernel[None], torch.tensor([2]), ["img"], torch.tensor([0]))
+
+
+#: every physics, by the batch that carries it
+PHYSICS: dict[str, Callable[[], object]] = {"csmri": mri_batch, "sr": sr_batch}
+#: every shipped network (tiny), with the channels of each physics it may take
+NETWORKS: dict[str, Callable[[int], MBDLNetwork]] = {
+    "e2e_varnet": lambda channels: E2EVarNet(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2),
+    "varnet": lambda channels: VarNetGivenMaps(num_cascades=2, chans=4, pools=2),
+    "deq": lambda channels: DEQ(feats=8, num_blocks=1, max_iter=8, tol=1e-3, channels=channels),
+    "du_sr": lambda channels: UnrolledHQS(iterations=2, channels=channels, widths=(4, 8), blocks=1),
+    "custom": lambda channels: UnrolledDnCNN(channels=channels, iterations=2, features=8, depth=3),
+}
+#: every objective (the shipped strategies' and a sum of terms)
+OBJECTIVES: dict[str, Callable[[], nn.Module]] = {
+    "supervised": lambda: Supervised("l1"),
+    "distill": lambda: Distill("l1"),
+    "selfsup": lambda: SelfSupervised(ei_weight=1.0, split_weight=1.0),
+    "distill+ei": lambda: Sum({"distill": Distill("l1"), "ei": EquivariantImaging()}),
+}
+
+
+def pairs() -> list[tuple[str, str]]:
+    return [(n, p) for n in NETWORKS for p in PHYSICS]
+
+
+def network_on(name: str, problem: str) -> tuple[MBDLNetwork, object]:
+    batch = PHYSICS[problem]()
+    torch.manual_seed(0)
+    return NETWORKS[name](batch.physics().channels), batch
+
+
+def fits(name: str, problem: str) -> bool:
+    network, batch = network_on(name, problem)
+    return not network.missing_from(type(batch.physics()))
+
+
+FITTING = [pair for pair in pairs() if fits(*pair)]
+
+
+def test_every_network_fits_a_shipped_physics_and_says_what_it_misses_of_the_others():
+    assert {name for name, _ in FITTING} == set(NETWORKS)
+    for name, problem in pairs():
+        network, batch = network_on(name, problem)
+        missing = network.missing_from(type(batch.physics()))
+        assert (name, problem) in FITTING or (missing and all(isinstance(m, str) for m in missing))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("name", "problem"), FITTING)
+def test_forward_is_finite_with_the_image_shape_and_survives_prune_save_load_replay(name, problem, tmp_path):
+    network, batch = network_on(name, problem)
+    physics = batch.physics()
+    with torch.no_grad():
+        out = network.eval()(batch.y, physics)
+    assert torch.isfinite(out).all() and batch.image(out).shape[-2:] == batch.target.shape[-2:]
+    pruned = copy.deepcopy(network)
+    result = prune_network(pruned, batch.y, physics, PruneSettings(ratio=0.5))
+    assert result.network_params[1] < result.network_params[0]
+    torch.save({"state": pruned.state_dict(), "structure": result.structure}, tmp_path / "pruned.pt")
+    saved = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    torch.manual_seed(1)
+    rebuilt = replay_structure(NETWORKS[name](physics.channels), saved["structure"])
+    rebuilt.load_state_dict(saved["state"])
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.eval()(batch.y, physics), pruned.eval()(batch.y, physics), atol=1e-6)
+
+
+@pytest.mark.parametrize("problem", list(PHYSICS))
+def test_every_physics_has_an_adjoint_and_disjoint_covering_splits(problem):
+    physics, y = PHYSICS[problem]().physics(), PHYSICS[problem]().y
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(physics.A_adjoint(y).shape, generator=g)
+    r = torch.randn(y.shape, generator=g)
+    assert torch.allclose((physics.A(x) * r).sum(), (x * physics.A_adjoint(r)).sum(), rtol=1e-4)
+    kept, held = physics.split(0.4, torch.Generator().manual_seed(0))
+    assert not (kept.mask & held.mask).any()
+    assert torch.equal(kept.mask | held.mask, physics.mask.expand_as(kept.mask))
+
+
+@pytest.mark.parametrize("problem", list(PHYSICS))
+def test_every_transform_of_every_physics_ei_group_is_exact(problem):
+    group = PHYSICS[problem]().physics().ei_transforms()
+    members = group.groups if isinstance(group, Union) else [group]
+    planes = torch.randn(1, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    elements = []
+    for member in members:
+        if isinstance(member, Rotations):
+            elements += [(member, a) for a in member.angles]
+        elif isinstance(member, Shifts):
+            elements += [(member, s) for s in member.shifts]
+    assert elements, "the default group has exact elements to check"
+    for member, g in elements:
+        moved = member.apply(planes, g)
+        assert torch.equal(moved.flatten().sort().values, planes.flatten().sort().values)  # a permutation
+        assert member.valid(planes, g).all()  # no pixel is lost
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("objective", list(OBJECTIVES))
+@pytest.mark.parametrize(("name", "problem"), FITTING)
+def test_every_objective_is_finite_with_gradients_on_every_network(name, problem, objective):
+    student, batch = network_on(name, problem)
+    torch.manual_seed(2)
+    teacher = NETWORKS[name](batch.physics().channels).eval()  # other weights: distillation has something to teach
+    loss, logs = OBJECTIVES[objective]()(batch, student.train(), teacher)
+    assert torch.isfinite(loss) and all(torch.isfinite(v) for v in logs.values())
+    loss.backward()
+    grads = [p.grad for p in student.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
