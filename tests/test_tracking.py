@@ -144,3 +144,23 @@ def test_teacher_cache_is_rank_aware(tmp_path):
     assert not list(cache.folder.glob(".training-*"))
     assert cache.get_or_train(train("again"), True, "other", rank=1) == cache.path  # cached: every rank reuses
     assert calls == ["rank0", "rank1"]
+
+
+def test_pareto_points_sit_at_the_median_speedup_of_their_ratio_with_the_spread_over_seeds():
+    from spade_pl.collect import pareto_curves
+
+    def row(strategy, ratio, seed, speedup, psnr, one_shot=20.0, **extra):
+        return {"strategy": strategy, "ratio": ratio, "seed": seed, "speedup_forward": speedup,
+                "finetuned/psnr": psnr, "one_shot/psnr": one_shot + seed, **extra}  # fmt: skip
+
+    rows = [
+        row("distill", 0.5, 1, 1.2, 30.0),
+        row("distill", 0.5, 2, 3.0, 32.0),  # a noisy timing: the point stays at the ratio's median
+        row("scratch", 0.5, 1, 1.4, 29.0),
+        row("scratch", 0.5, 2, 1.3, 29.0),
+        row("distill", 0.5, 1, 1.1, 10.0, scored_on="mask_type=equispaced"),  # a transfer job: left out
+    ]
+    curves = pareto_curves(rows, "psnr")
+    assert curves["distill"] == [(1.35, 31.0, pytest.approx(2**0.5), 0.5)]
+    assert curves["scratch"] == [(1.35, 29.0, 0.0, 0.5)]
+    assert curves["one_shot"] == [(1.35, 21.5, pytest.approx(0.5**0.5), 0.5)]  # one model per seed, not per job

@@ -163,61 +163,62 @@ def seeds_markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pareto_curves(rows: list[dict[str, Any]], metric: str) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Per strategy, its points ``(speed-up, mean quality, spread over seeds, ratio)`` in ratio order.
+
+    Every job at one pruning ratio times the same pruned widths (one teacher, one pruning), so a ratio's point
+    sits at the median speed-up its jobs measured: one timing's noise does not move one strategy's point alone.
+    Jobs scored on other measurements than they trained on (transfer evaluations) are left out; ``one_shot``
+    holds the one-shot pruned models (spread 0)."""
+    timed = [r for r in rows if "scored_on" not in r and r.get("speedup_forward") is not None]
+    by_ratio: dict[float, list[float]] = defaultdict(list)
+    for r in timed:
+        by_ratio[r["ratio"]].append(r["speedup_forward"])
+    speedup = {ratio: statistics.median(values) for ratio, values in by_ratio.items()}
+    values: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    one_shot: dict[tuple[float, Any], float] = {}  # every job of a ratio and seed reports the same one-shot model
+    for r in timed:
+        if f"finetuned/{metric}" in r:
+            values[r["strategy"]][r["ratio"]].append(r[f"finetuned/{metric}"])
+        if f"one_shot/{metric}" in r:
+            one_shot[(r["ratio"], r.get("seed"))] = r[f"one_shot/{metric}"]
+    for (ratio, _), value in one_shot.items():
+        values["one_shot"][ratio].append(value)
+    return {
+        strategy: [
+            (speedup[ratio], statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, ratio)
+            for ratio, v in sorted(by.items())
+        ]
+        for strategy, by in sorted(values.items())
+    }
+
+
 def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
-    """PSNR and SSIM vs measured whole-forward speed-up; a curve per strategy, dense at 1x, one-shot marked.
-    Jobs scored on other measurements than they trained on (transfer evaluations) are in the table, not here."""
+    """PSNR and SSIM vs measured whole-forward speed-up (:func:`pareto_curves`): a curve per strategy with the
+    spread over seeds as error bars, dense at 1x, the one-shot pruned models marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in rows if "scored_on" not in r]
-    timed = [r for r in rows if r.get("speedup_forward") is not None]
+    labels = {r["strategy"]: r.get("finetuned_label", f"pruned + {r['strategy']}") for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
-        curves: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-        labels: dict[str, str] = {}
-        for r in timed:
-            if f"finetuned/{metric}" in r:
-                curves[r["strategy"]][r["ratio"]].append((r["speedup_forward"], r[f"finetuned/{metric}"]))
-                labels[r["strategy"]] = r.get("finetuned_label", f"pruned + {r['strategy']}")
-        for strategy, by_ratio in sorted(curves.items()):
-            color = STRATEGY_STYLE.get(strategy)
-            points = sorted(  # (mean x, mean y, spread x, spread y, ratio): the seeds of one setting together
-                (
-                    statistics.mean(p[0] for p in v),
-                    statistics.mean(p[1] for p in v),
-                    statistics.stdev(p[0] for p in v) if len(v) > 1 else 0.0,
-                    statistics.stdev(p[1] for p in v) if len(v) > 1 else 0.0,
-                    ratio,
-                )
-                for ratio, v in by_ratio.items()
-            )
+        curves = pareto_curves(rows, metric)
+        for strategy, points in curves.items():
+            xs, ys, spread, ratios = zip(*points, strict=True)
+            if strategy == "one_shot":
+                ax.plot(xs, ys, "x", color="tab:red", label="pruned, one-shot")
+                continue
             ax.errorbar(
-                [p[0] for p in points],
-                [p[1] for p in points],
-                xerr=[p[2] for p in points],
-                yerr=[p[3] for p in points],
-                fmt="o-",
-                capsize=3,
-                color=color,
-                label=labels[strategy],
+                xs, ys, yerr=spread, fmt="o-", capsize=3, color=STRATEGY_STYLE.get(strategy), label=labels[strategy]
             )
-            for x, y, _, _, ratio in points:
+            for x, y, ratio in zip(xs, ys, ratios, strict=True):
                 ax.annotate(f"{ratio:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        one_shot: dict[float, list[tuple[float, float]]] = defaultdict(list)  # the same model in every job of a ratio
-        for r in timed:
-            if f"one_shot/{metric}" in r:
-                one_shot[r["ratio"]].append((r["speedup_forward"], r[f"one_shot/{metric}"]))
-        if one_shot:
-            points = [(statistics.median(p[0] for p in v), v[0][1]) for v in one_shot.values()]
-            ax.plot(
-                *zip(*sorted(points), strict=True), "x", color="tab:red", label="pruned, one-shot (median speed-up)"
-            )
-        dense = [r[f"dense/{metric}"] for r in rows if f"dense/{metric}" in r]
+        dense = [r[f"dense/{metric}"] for r in rows if f"dense/{metric}" in r and "scored_on" not in r]
         if dense:
             ax.plot([1.0], [sum(dense) / len(dense)], "*", color="black", markersize=12, label="dense")
-        ax.set_xlabel("measured speed-up of the whole forward (x)")
+        ax.set_xlabel("measured speed-up of the whole forward (x; median of the ratio's jobs)")
         ax.set_ylabel(f"test {metric.upper()}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
