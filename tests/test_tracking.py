@@ -62,12 +62,17 @@ def test_summary_record_names_models_by_role():
     results = {
         "prune": {"ratio": 0.25},
         "models": {"zero-filled": entry, "dense": entry, "pruned + selfsup": {"mean": {"psnr": 29.0, "ssim": 0.8}}},
+        "strategy": "selfsup",
+        "finetuned_model": "pruned + selfsup",
     }
     record = summary_record(results)
     assert record["strategy"] == "selfsup" and record["ratio"] == 0.25
     assert record["finetuned/delta_psnr"] == -1.0 and "speedup_forward" not in record
+    assert record["baseline/psnr"] == 30.0  # the problem's classical reconstruction, whatever its name
+    sr = summary_record({**results, "models": {"bicubic": entry, **results["models"]}})
+    assert sr["baseline/psnr"] == 30.0 and "bicubic/psnr" not in sr
     assert flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": [1, 2]}
-    baseline = {**results, "models": {"dense": entry, "scratch (pruned widths)": entry}}
+    baseline = {**results, "models": {"zero-filled": entry, "dense": entry, "scratch (pruned widths)": entry}}
     record = summary_record({**baseline, "strategy": "scratch", "finetuned_model": "scratch (pruned widths)"})
     assert record["strategy"] == "scratch" and record["finetuned/psnr"] == 30.0  # named by the run, not parsed
     assert record["finetuned_label"] == "scratch (pruned widths)"

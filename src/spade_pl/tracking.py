@@ -18,14 +18,10 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-# how results.json names a model -> its role in a job, whatever the strategy ("pruned + distill" -> finetuned)
-ROLES = {
-    "zero-filled": "zero_filled",
-    "bicubic": "bicubic",
-    "dense": "dense",
-    "pruned (one-shot)": "one_shot",
-    "model": "model",
-}
+# how the pipeline names a model -> its role in a job, whatever the problem and strategy; the problem's classical
+# reconstruction (results.json's first model, named by problem.baseline) is "baseline", the fine-tuned one
+# (results.json's finetuned_model) "finetuned"
+ROLES = {"dense": "dense", "pruned (one-shot)": "one_shot", "model": "model"}
 BENCHMARK_KEYS = ("speedup_forward", "speedup_priors", "mac_bound_forward", "measured_over_bound")
 
 
@@ -64,9 +60,8 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
 
     Models are named by role, not by strategy, so records of a sweep line up in one table or scatter plot.
     """
-    # results.json names its fine-tuned model and strategy; files written before it did are read by the label
-    finetuned = results.get("finetuned_model") or next((n for n in results["models"] if " + " in n), None)
-    strategy = results.get("strategy") or (finetuned.split(" + ", 1)[1] if finetuned else "none")
+    finetuned = results.get("finetuned_model")  # results.json names its fine-tuned model and its strategy
+    strategy = results.get("strategy", "none")
     record: dict[str, Any] = {"ratio": results.get("prune", {}).get("ratio"), "strategy": strategy}
     if "seed" in results:
         record["seed"] = results["seed"]
@@ -76,8 +71,9 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
     if transfer := results.get("transfer"):  # scored on other measurements than trained on: says so in every row
         record["scored_on"] = " ".join(f"{k}={v}" for k, v in transfer.get("eval_mask", transfer).items())
     dense_psnr = results["models"].get("dense", {}).get("mean", {}).get("psnr")
+    baseline = next(iter(results["models"]))  # the report puts the problem's classical reconstruction first
     for name, entry in results["models"].items():
-        role = "finetuned" if name == finetuned else ROLES.get(name, name)
+        role = "finetuned" if name == finetuned else "baseline" if name == baseline else ROLES.get(name, name)
         record[f"{role}/psnr"] = entry["mean"]["psnr"]
         record[f"{role}/ssim"] = entry["mean"]["ssim"]
         if dense_psnr is not None and role != "dense":
