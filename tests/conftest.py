@@ -16,6 +16,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from spade_pl.__main__ import config_dir
+from spade_pl.data.embedded import birdcage_maps
+from spade_pl.data.images import SRSample
+from spade_pl.data.transform import MRISample
+from spade_pl.physics.mri import MultiCoilMRI
+from spade_pl.physics.sr import Downsampling, make_kernel
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -122,3 +127,27 @@ def tiny_data_root(cache_dir) -> Path:
     return EmbeddedMRIBuilder(
         cache_dir, size=32, num_coils=4, first_slice=60, last_slice=100, slab_slices=2, gap_slices=2
     )()
+
+
+def mri_batch(with_maps: bool = True, size: int = 24, coils: int = 3) -> MRISample:
+    """One multi-coil slice, every other column and the centre sampled, with (or without) the coil maps it was
+    measured with: for contract tests that need a batch, not a dataset."""
+    g = torch.Generator().manual_seed(0)
+    maps_np = birdcage_maps(coils, size)
+    maps = torch.stack([torch.from_numpy(maps_np.real), torch.from_numpy(maps_np.imag)], -1).float()[None]
+    x = torch.randn(1, size, size, 2, generator=g)
+    mask = torch.zeros(1, 1, 1, size, 1, dtype=torch.bool)
+    mask[..., ::2, :] = True
+    mask[..., size // 2 - 3 : size // 2 + 3, :] = True
+    y = MultiCoilMRI(mask=mask, maps=maps).A(x)
+    target, kept_maps = x.pow(2).sum(-1).sqrt(), maps if with_maps else torch.empty(0)
+    return MRISample(y, mask, torch.tensor([6]), target, kept_maps, ["f"], torch.tensor([0]))
+
+
+def sr_batch(size: int = 24) -> SRSample:
+    """One grey image measured x2 through a Gaussian blur (no noise)."""
+    g = torch.Generator().manual_seed(0)
+    kernel = make_kernel("gaussian", 2)
+    target = torch.rand(1, 1, size, size, generator=g)
+    lr = Downsampling(kernel=kernel, scale=2, channels=1).A(target)
+    return SRSample(lr, target, kernel[None], torch.tensor([2]), ["img"], torch.tensor([0]))

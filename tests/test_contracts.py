@@ -19,42 +19,17 @@ import pytest
 import torch
 from torch import nn
 
-from spade_pl.data.embedded import birdcage_maps
-from spade_pl.data.images import SRSample
-from spade_pl.data.transform import MRISample
 from spade_pl.finetune import Distill, EquivariantImaging, SelfSupervised, Sum, Supervised
 from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.varnet_maps import VarNetGivenMaps
-from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.physics.sr import Downsampling, make_kernel
 from spade_pl.pruning.spade import PruneSettings, prune_network, replay_structure
 from spade_pl.transforms import Rotations, Shifts, Union
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from custom_network import UnrolledDnCNN  # noqa: E402  (the worked example of a network of your own)
 
-
-def mri_batch() -> MRISample:
-    g = torch.Generator().manual_seed(0)
-    size, coils = 24, 3
-    maps_np = birdcage_maps(coils, size)
-    maps = torch.stack([torch.from_numpy(maps_np.real), torch.from_numpy(maps_np.imag)], -1).float()[None]
-    x = torch.randn(1, size, size, 2, generator=g)
-    mask = torch.zeros(1, 1, 1, size, 1, dtype=torch.bool)
-    mask[..., ::2, :] = True
-    mask[..., size // 2 - 3 : size // 2 + 3, :] = True
-    y = MultiCoilMRI(mask=mask, maps=maps).A(x)
-    return MRISample(y, mask, torch.tensor([6]), x.pow(2).sum(-1).sqrt(), maps, ["f"], torch.tensor([0]))
-
-
-def sr_batch() -> SRSample:
-    g = torch.Generator().manual_seed(0)
-    kernel = make_kernel("gaussian", 2)
-    target = torch.rand(1, 1, 24, 24, generator=g)
-    lr = Downsampling(kernel=kernel, scale=2, channels=1).A(target)
-    return SRSample(lr, target, kernel[None], torch.tensor([2]), ["img"], torch.tensor([0]))
-
+from conftest import mri_batch, sr_batch  # noqa: E402
 
 #: every physics, by the batch that carries it
 PHYSICS: dict[str, Callable[[], object]] = {"csmri": mri_batch, "sr": sr_batch}

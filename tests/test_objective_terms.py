@@ -8,9 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from spade_pl.data.embedded import birdcage_maps
-from spade_pl.data.images import SRSample
-from spade_pl.data.transform import MRISample
+from conftest import mri_batch, sr_batch
 from spade_pl.errors import SpadeInputError
 from spade_pl.finetune import (
     Distill,
@@ -22,42 +20,12 @@ from spade_pl.finetune import (
     Supervised,
 )
 from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
-from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.physics.sr import Downsampling, make_kernel
 
 _spec = importlib.util.spec_from_file_location(
     "selfsup_reference", Path(__file__).parent / "helpers" / "selfsup_reference.py"
 )
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
-
-
-def mri_batch(with_maps: bool, size: int = 24, coils: int = 3) -> MRISample:
-    g = torch.Generator().manual_seed(0)
-    maps_np = birdcage_maps(coils, size)
-    maps = torch.stack([torch.from_numpy(maps_np.real), torch.from_numpy(maps_np.imag)], -1).float()[None]
-    x = torch.randn(1, size, size, 2, generator=g)
-    mask = torch.zeros(1, 1, 1, size, 1, dtype=torch.bool)
-    mask[..., ::2, :] = True
-    mask[..., size // 2 - 3 : size // 2 + 3, :] = True
-    y = MultiCoilMRI(mask=mask, maps=maps).A(x)
-    return MRISample(
-        y,
-        mask,
-        torch.tensor([6]),
-        x.pow(2).sum(-1).sqrt(),
-        maps if with_maps else torch.empty(0),
-        ["f"],
-        torch.tensor([0]),
-    )
-
-
-def sr_batch() -> SRSample:
-    g = torch.Generator().manual_seed(0)
-    kernel = make_kernel("gaussian", 2)
-    target = torch.rand(1, 1, 24, 24, generator=g)
-    lr = Downsampling(kernel=kernel, scale=2).A(target)
-    return SRSample(lr, target, kernel[None], torch.tensor([2]), ["img"], torch.tensor([0]))
 
 
 def e2e_varnet() -> nn.Module:

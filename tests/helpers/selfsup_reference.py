@@ -28,35 +28,11 @@ from torch import Tensor
 from spade_pl.batch import Sample
 from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
+from spade_pl.finetune.terms import magnitude_sparsity, relative_error
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
-from spade_pl.safe_math import root_sum_of_squares
 from spade_pl.transforms import TransformGroup
-
-
-def relative_error(estimate: Tensor, reference: Tensor, weight: Tensor | None = None, norm: float = 2) -> Tensor:
-    """Mean over the batch of ``‖w (estimate − reference)‖_p^p / ‖w reference‖_p^p`` with ``p = norm``."""
-    if weight is not None:
-        estimate, reference = estimate * weight, reference * weight
-
-    def size(values: Tensor) -> Tensor:
-        return (values.square() if norm == 2 else values.abs().pow(norm)).flatten(1).sum(1)
-
-    return (size(estimate - reference) / size(reference).clamp_min(torch.finfo(reference.dtype).tiny)).mean()
-
-
-def magnitude_sparsity(planes: Tensor) -> Tensor:
-    """Mean over the batch of ``‖m‖₁ / (√N ‖m‖₂)`` for the magnitude ``m`` of ``planes`` (``(B, C, H, W)``: the
-    root-sum-of-squares over the channels, i.e. over coils and real/imaginary parts), ``N`` its pixel count.
-
-    Between ``1/√N`` (one bright pixel) and 1 (flat); it falls as the energy gathers in fewer pixels, so it
-    pulls a residual-aliasing floor in the background towards zero — the SSIM the self-supervised terms leave
-    on the table (experiments/LOG.md) — and, being scale-invariant, without shrinking the image as an L1 penalty would.
-    """
-    magnitude = root_sum_of_squares(planes, (1,)).flatten(1)
-    l2 = torch.linalg.vector_norm(magnitude, dim=1) * magnitude.shape[1] ** 0.5
-    return (magnitude.sum(1) / l2.clamp_min(torch.finfo(planes.dtype).tiny)).mean()
 
 
 class SelfSupervised(Objective):
