@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 from fastmri.data import SliceDataset
+from omegaconf import OmegaConf
 from torch.utils.data import default_collate
 
 from spade_pl.data.embedded import EmbeddedMRIBuilder, birdcage_maps, load_anatomy, simulate_volume
@@ -28,11 +29,6 @@ def maps_source(path: Path) -> Path | None:
             return path
     cached = espirit_cache_dir(path.parent) / path.name
     return cached if cached.is_file() else None
-
-
-def plain_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Mask settings as plain Python values (lists, not Hydra's list nodes): they go into results.json."""
-    return {k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in settings.items()}
 
 
 def synthetic_mri_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISample:
@@ -91,10 +87,12 @@ class FastMRIDataModule(SplitDataModule):
             root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files"
         )
         self.root = Path(root) if root is not None else builder.root
-        self.mask_cfg = plain_settings(mask)
+        self.mask_cfg = OmegaConf.to_container(OmegaConf.create(dict(mask)))  # plain lists: into results.json
         build_mask_func(**self.mask_cfg)  # validate early, before any work
         #: the mask of the scored measurements: ``mask`` with each key ``eval_mask`` sets (a transfer evaluation)
-        changes = {k: v for k, v in plain_settings(eval_mask or {}).items() if v is not None}
+        changes = {
+            k: v for k, v in OmegaConf.to_container(OmegaConf.create(dict(eval_mask or {}))).items() if v is not None
+        }
         for key in changes.keys() - self.mask_cfg.keys():
             raise SpadeInputError(f"data.eval_mask.{key} is unknown; allowed: {', '.join(self.mask_cfg)}")
         self.eval_mask_cfg = self.mask_cfg | changes

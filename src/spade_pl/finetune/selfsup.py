@@ -52,9 +52,9 @@ class SelfSupervised(Sum):
         sparsity_weight: float = 0.0,
         norm: float = 2,
     ):
-        for name, weight in (("ei_weight", ei_weight), ("sparsity_weight", sparsity_weight)):
+        named = {"ei_weight": ei_weight, "sparsity_weight": sparsity_weight, "split_weight": split_weight}
+        for name, weight in named.items():  # checked under the names finetune=selfsup's config gives them
             require(weight >= 0, f"finetune.objective.{name}={weight} is invalid; allowed: >= 0")
-        require(split_weight >= 0, f"finetune.objective.split_weight={split_weight} is invalid; allowed: >= 0")
         super().__init__(
             terms={
                 "mc": MeasurementConsistency(norm),
@@ -65,9 +65,3 @@ class SelfSupervised(Sum):
             weights={"mc": 1.0, "ei": ei_weight, "sparsity": sparsity_weight, "split": split_weight},
             log_prefix="selfsup_",
         )
-        self.ei_weight, self.split_weight, self.sparsity_weight = (
-            float(ei_weight),
-            float(split_weight),
-            float(sparsity_weight),
-        )
-        self.norm = float(norm)

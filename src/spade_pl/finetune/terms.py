@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from spade_pl.batch import Sample
-from spade_pl.errors import require
+from spade_pl.errors import SpadeInputError, require
 from spade_pl.finetune.base import Objective
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import MeasurementView
@@ -183,7 +183,7 @@ class Sum(Objective):
         super().__init__()
         weights = dict(weights or {})
         for name in weights.keys() - terms.keys():
-            require(False, f"finetune.objective.weights.{name} names no term; the terms are: {', '.join(terms)}")
+            raise SpadeInputError(f"finetune.objective.weights.{name} names no term; the terms are: {', '.join(terms)}")
         for name, weight in weights.items():
             require(weight >= 0, f"finetune.objective.weights.{name}={weight} is invalid; allowed: >= 0")
         require(len(terms) > 0, "finetune.objective.terms is empty; list at least one term")
