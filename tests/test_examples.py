@@ -55,3 +55,19 @@ def test_a_problem_of_your_own_runs_the_whole_job_self_supervised_too(tmp_path):
     assert list(results["models"]) == ["measured pixels", "dense", "pruned (one-shot)", "pruned + selfsup"]
     assert all(m["mean"]["psnr"] > 0 for m in results["models"].values())
     assert results["benchmark"]["mac_bound_forward"] > 1 and results["pruning"]["prior"]["widths_after"]
+
+
+def test_the_package_knows_nothing_of_the_examples():
+    """The examples extend spade-pl from outside: no module or config setting of the package names them, so a
+    user's problem or strategy needs no edit to the spine (what the extending page promises). Config comments
+    may show them as usage."""
+    package = Path(__file__).resolve().parents[1]
+    names = ["inpainting", "Inpainting", "distill_ei", "DnCNN", "custom_network"]
+
+    def code(path: Path) -> str:
+        text = path.read_text()
+        return "\n".join(line.split("#")[0] for line in text.splitlines()) if path.suffix == ".yaml" else text
+
+    spine = [*(package / "src" / "spade_pl").rglob("*.py"), *(package / "conf").rglob("*.yaml")]
+    mentions = [f"{p.relative_to(package)}: {n}" for p in spine for n in names if n in code(p)]
+    assert not mentions, mentions
