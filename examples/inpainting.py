@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from spade_pl.data.images import ImageDataModule, SRSample
-from spade_pl.errors import require
+from spade_pl.core.errors import require
+from spade_pl.data.images.datamodule import ImageDataModule, SRSample
 from spade_pl.physics.base import CLOSED_FORM_PROX, DataTerm, Physics
 
 
@@ -64,7 +64,7 @@ class InpaintingDataTerm(DataTerm):
 
 
 class InpaintingSample(NamedTuple):
-    """One image (batched by the default collate); the batch protocol of ``spade_pl.batch``."""
+    """One image (batched by the default collate); the batch protocol of ``spade_pl.physics.sample``."""
 
     y: Tensor  # (C, H, W) the measured pixels, 0 elsewhere
     mask: Tensor  # (1, H, W) bool

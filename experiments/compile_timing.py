@@ -15,11 +15,13 @@ import time
 
 import torch
 
-from spade_pl.benchmark import keep_malloc_allocations, median_seconds
-from spade_pl.inference import relative_difference
+from spade_pl.benchmark.memory import malloc_keeps_allocations as keep_malloc_allocations
+from spade_pl.benchmark.runtime import relative_difference
+from spade_pl.benchmark.timing import median_seconds
 from spade_pl.models import E2EVarNet
 from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.pruning.spade import PruneSettings, prune_network
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
 
 
 def main() -> None:

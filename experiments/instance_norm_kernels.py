@@ -19,11 +19,13 @@ import copy
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from spade_pl.benchmark import keep_malloc_allocations, median_seconds
-from spade_pl.data.datamodule import synthetic_mri_batch
-from spade_pl.inference import constants_fixed
+from spade_pl.benchmark.memory import malloc_keeps_allocations as keep_malloc_allocations
+from spade_pl.benchmark.runtime import constants_fixed
+from spade_pl.benchmark.timing import median_seconds
+from spade_pl.data.mri.datamodule import synthetic_mri_batch
 from spade_pl.models import E2EVarNet, norms
-from spade_pl.pruning.spade import PruneSettings, prune_network
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
 
 SHAPES = [(16, 4, 320, 320), (16, 8, 320, 320), (16, 8, 160, 160)]
 SHAPES += [(1, 9, 320, 320), (1, 18, 320, 320), (1, 36, 160, 160)]

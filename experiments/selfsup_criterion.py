@@ -21,8 +21,8 @@ import argparse
 import torch
 from validation_run import validation_run
 
-from spade_pl.finetune import SelfSupervised
-from spade_pl.transforms import Rotations
+from spade_pl.objectives import SelfSupervised
+from spade_pl.physics.equivariance import Rotations
 
 QUARTER_TURNS = (90.0, 180.0, 270.0)
 TERMS = ("selfsup_split", "selfsup_ei", "selfsup_mc")

@@ -26,10 +26,12 @@ from unittest import mock
 import torch
 from validation_run import validation_run
 
-from spade_pl.benchmark import keep_malloc_allocations, median_seconds
+from spade_pl.benchmark.memory import malloc_keeps_allocations as keep_malloc_allocations
+from spade_pl.benchmark.timing import median_seconds
+from spade_pl.job.pipeline import build
 from spade_pl.models import E2EVarNet, norms
-from spade_pl.pipeline import build
-from spade_pl.pruning.spade import PruneSettings, prune_network
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
 
 RULES = {"channels-last kernel": lambda x: False, "contiguous copy (default)": norms._trained_channels_last}
 

@@ -12,7 +12,7 @@ import sys
 import torch
 from fastmri.models.unet import Unet
 
-from spade_pl.benchmark import median_seconds
+from spade_pl.benchmark.timing import median_seconds
 
 
 def main(size: str, pools: str, chans: str) -> None:

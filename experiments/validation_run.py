@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from spade_pl.__main__ import config_dir
-from spade_pl.pipeline import Run
+from spade_pl.job.pipeline import Run
 
 
 def validation_run(overrides: list[str], prefix: str) -> Run:

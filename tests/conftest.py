@@ -16,9 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from spade_pl.__main__ import config_dir
-from spade_pl.data.embedded import birdcage_maps
-from spade_pl.data.images import SRSample
-from spade_pl.data.transform import MRISample
+from spade_pl.data.images.datamodule import SRSample
+from spade_pl.data.mri.embedded import birdcage_maps
+from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.physics.mri import MultiCoilMRI
 from spade_pl.physics.sr import Downsampling, make_kernel
 
@@ -122,7 +122,7 @@ def make_cfg(tmp_path, cache_dir) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def tiny_data_root(cache_dir) -> Path:
     """The tiny embedded dataset (the same one the tiny configs use)."""
-    from spade_pl.data.embedded import EmbeddedMRIBuilder
+    from spade_pl.data.mri.embedded import EmbeddedMRIBuilder
 
     return EmbeddedMRIBuilder(
         cache_dir, size=32, num_coils=4, first_slice=60, last_slice=100, slab_slices=2, gap_slices=2

@@ -19,9 +19,9 @@ from hydra.core.global_hydra import GlobalHydra
 
 from conftest import TINY_NETWORKS, compose_tiny, tiny_overrides
 from spade_pl.__main__ import cli
-from spade_pl.data.fastmri_h5 import write_multicoil_file
+from spade_pl.data.mri.hdf5 import write_multicoil_file
+from spade_pl.job.pipeline import run
 from spade_pl.models import EDSR
-from spade_pl.pipeline import run
 
 TINY_FASTMRI = [*TINY_NETWORKS["e2e_varnet"], "logger=csv", "trainer.accelerator=cpu", "data.batch_size=2"]
 DOCS = [Path(__file__).resolve().parents[1] / "docs" / "reliability.md"]
@@ -237,7 +237,7 @@ def test_an_error_starts_on_its_own_line_while_a_progress_bar_is_drawn(capfd):
     """Lightning's bars end their line only when they close; the error line must not be glued to one."""
     from tqdm import tqdm
 
-    from spade_pl.errors import print_error
+    from spade_pl.core.errors import print_error
 
     print_error("first")
     bar = tqdm(total=10, desc="Epoch 0", file=sys.stderr)

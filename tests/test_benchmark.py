@@ -6,24 +6,19 @@ import time
 import pytest
 import torch
 
-from spade_pl.benchmark import (
-    BenchmarkSettings,
-    benchmark_markdown,
-    benchmark_pair,
-    first_volume,
-    median_seconds,
-    peak_memory_bytes,
-    repeat_first_slice,
-    speedup_cap,
-    speedup_cap_line,
-)
-from spade_pl.data.transform import MRISample
-from spade_pl.errors import SpadeInputError
+from spade_pl.benchmark.macs import speedup_cap, speedup_cap_line
+from spade_pl.benchmark.memory import peak_memory_bytes
+from spade_pl.benchmark.settings import BenchmarkSettings
+from spade_pl.benchmark.table import benchmark_markdown
+from spade_pl.benchmark.timing import benchmark_pair, first_volume, median_seconds, repeat_first_slice
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.mri.slice_transform import MRISample
+from spade_pl.job.pipeline import use_tf32
 from spade_pl.models import DEQ
 from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.pipeline import use_tf32
-from spade_pl.pruning.spade import PruneSettings, prune_network
-from spade_pl.teacher import teacher_key
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
+from spade_pl.training.teacher_cache import teacher_key
 
 
 def _batch(size: int = 16, coils: int = 3, batch: int = 2) -> MRISample:

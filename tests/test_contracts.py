@@ -19,12 +19,13 @@ import pytest
 import torch
 from torch import nn
 
-from spade_pl.finetune import Distill, EquivariantImaging, SelfSupervised, Sum, Supervised
 from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.models.varnet_maps import VarNetGivenMaps
-from spade_pl.pruning.spade import PruneSettings, prune_network, replay_structure
-from spade_pl.transforms import Rotations, Shifts, Union
+from spade_pl.models.varnet.given_maps import VarNetGivenMaps
+from spade_pl.objectives import Distill, EquivariantImaging, SelfSupervised, Sum, Supervised
+from spade_pl.physics.equivariance import Rotations, Shifts, Union
+from spade_pl.pruning.prune import prune_network, replay_structure
+from spade_pl.pruning.settings import PruneSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from custom_network import UnrolledDnCNN  # noqa: E402  (the worked example of a network of your own)

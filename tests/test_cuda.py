@@ -5,11 +5,13 @@ import copy
 import pytest
 import torch
 
-from spade_pl.benchmark import BenchmarkSettings, benchmark_pair
+from spade_pl.benchmark.settings import BenchmarkSettings
+from spade_pl.benchmark.timing import benchmark_pair
+from spade_pl.job.pipeline import run
 from spade_pl.models import E2EVarNet
 from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.pipeline import run
-from spade_pl.pruning.spade import PruneSettings, prune_network
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
 
 pytestmark = [
     pytest.mark.cuda,
@@ -43,7 +45,7 @@ def test_pruned_network_gives_the_same_output_on_gpu_as_on_cpu(monkeypatch):
 
 @pytest.mark.parametrize("runtime", ["eager", "cuda_graph"])
 def test_benchmark_times_the_gpu_with_cuda_events(runtime):
-    from spade_pl.data.transform import MRISample
+    from spade_pl.data.mri.slice_transform import MRISample
 
     torch.manual_seed(0)
     dense = E2EVarNet(num_cascades=2, chans=8, pools=2, sens_chans=4, sens_pools=2).eval()

@@ -7,9 +7,9 @@ import pytest
 import torch
 from fastmri.data import SliceDataset
 
-from spade_pl.data.datamodule import FastMRIDataModule
-from spade_pl.data.fastmri_h5 import ifft2c, ismrmrd_header, rss, write_multicoil_file
-from spade_pl.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.mri.datamodule import FastMRIDataModule
+from spade_pl.data.mri.hdf5 import ifft2c, ismrmrd_header, rss, write_multicoil_file
 
 MASK = {"mask_type": "equispaced", "accelerations": [4], "center_fractions": [0.08]}
 
@@ -35,7 +35,7 @@ def test_embedded_data_is_fastmri_schema_and_split_by_volume(tiny_data_root):
 def source_slices(root) -> dict[str, dict[str, list[int]]]:
     """Which slice of the MNI152 template each file's slices are, read from the data: the ground-truth RSS of a
     slice is the anatomy's magnitude (coil maps with unit RSS), matched to the nearest template slice."""
-    from spade_pl.data.embedded import load_anatomy
+    from spade_pl.data.mri.embedded import load_anatomy
 
     cfg = json.loads((root / "manifest.json").read_text())["config"]
     anatomy = load_anatomy(cfg["size"], cfg["first_slice"], cfg["last_slice"])
@@ -67,7 +67,7 @@ def test_slices_of_different_splits_never_touch(tiny_data_root):
 
 
 def test_embedded_build_is_deterministic_and_cached(tmp_path):
-    from spade_pl.data.embedded import EmbeddedMRIBuilder
+    from spade_pl.data.mri.embedded import EmbeddedMRIBuilder
 
     kwargs = dict(size=16, num_coils=2, first_slice=70, last_slice=90, slab_slices=2, gap_slices=1, seed=5)
     a, b = EmbeddedMRIBuilder(tmp_path / "a", **kwargs)(), EmbeddedMRIBuilder(tmp_path / "b", **kwargs)()
@@ -81,7 +81,7 @@ def test_embedded_build_is_deterministic_and_cached(tmp_path):
 
 
 def test_embedded_config_too_small_for_all_splits(tmp_path):
-    from spade_pl.data.embedded import EmbeddedMRIBuilder
+    from spade_pl.data.mri.embedded import EmbeddedMRIBuilder
 
     builder = EmbeddedMRIBuilder(tmp_path, size=16, num_coils=2, first_slice=70, last_slice=76, slab_slices=2)
     with pytest.raises(SpadeInputError, match=r"no volume to split\(s\) \['val'"):

@@ -6,12 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from spade_pl.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError
 from spade_pl.models import DEQ, EDSR, E2EVarNet, VarNetGivenMaps
 from spade_pl.models.anderson import anderson
 from spade_pl.models.deq import DEQNotConvergedWarning
 from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.pruning.spade import PruneSettings, conv_widths, prune_network
+from spade_pl.pruning.counting import conv_widths
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
 
 # tests/ is not a package: pytest's default ("prepend") import mode puts this folder on sys.path, so the
 # reference helper of test_pruning.py is imported from that module rather than copied.
@@ -170,7 +172,8 @@ def test_networks_that_need_maps_explain_how_to_get_them(network, name):
     assert net.needs_maps
     with pytest.raises(
         SpadeInputError,
-        match=rf"^network={name} needs coil sensitivity maps with the data.*python -m spade_pl.espirit DATA_FOLDER",
+        match=rf"^network={name} needs coil sensitivity maps with the data.*"
+        r"python -m spade_pl.data.mri.espirit DATA_FOLDER",
     ):
         net(*_inputs(with_maps=False))
 

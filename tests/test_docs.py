@@ -14,8 +14,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from spade_pl.__main__ import config_dir
-from spade_pl.config_checks import check_config
-from spade_pl.pruning.spade import PruneSettings
+from spade_pl.job.preflight import check_config
+from spade_pl.pruning.settings import PruneSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

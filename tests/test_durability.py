@@ -11,11 +11,11 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-import spade_pl.io_utils
+import spade_pl.core.atomic_io
 from conftest import tiny_overrides
-from spade_pl.checkpoints import SafeCheckpointIO
-from spade_pl.errors import SpadeInputError
-from spade_pl.io_utils import check_writable
+from spade_pl.core.atomic_io import check_writable
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.weights.checkpoint_files import SafeCheckpointIO
 
 HELPERS = str(Path(__file__).parent / "helpers")
 
@@ -42,7 +42,7 @@ def test_loading_is_weights_only(tmp_path):
 
 
 def test_every_trainer_saves_and_resumes_through_the_safe_io(make_cfg):
-    from spade_pl.pipeline import Run
+    from spade_pl.job.pipeline import Run
 
     trainer = Run(make_cfg("debug=fdr")).training.trainer("pretrain")
     assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
@@ -66,7 +66,7 @@ def cli_run(args: list[str], monkeypatch, capfd) -> tuple[int, str]:
         with pytest.raises(SystemExit) as stopped:
             cli()
     finally:
-        spade_pl.io_utils.os = os  # the fault callbacks replace it
+        spade_pl.core.atomic_io.os = os  # the fault callbacks replace it
         GlobalHydra.instance().clear()
     return stopped.value.code, capfd.readouterr().err
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import TINY_NETWORKS, compose_tiny
-from spade_pl.data.datamodule import FastMRIDataModule
-from spade_pl.data.embedded import birdcage_maps, load_anatomy, simulate_volume
-from spade_pl.data.fastmri_h5 import write_multicoil_file
-from spade_pl.errors import SpadeInputError
-from spade_pl.espirit import cache_folder, espirit_cache_dir, main
-from spade_pl.pipeline import run
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.mri.datamodule import FastMRIDataModule
+from spade_pl.data.mri.embedded import birdcage_maps, load_anatomy, simulate_volume
+from spade_pl.data.mri.espirit import cache_folder, espirit_cache_dir, main
+from spade_pl.data.mri.hdf5 import write_multicoil_file
+from spade_pl.job.pipeline import run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -50,7 +50,9 @@ def test_espirit_maps_match_the_true_maps_and_are_cached(folder_without_maps):
 def test_datamodule_uses_the_cache_and_explains_a_missing_one(folder_without_maps):
     data, _, _ = folder_without_maps
     dm = FastMRIDataModule(root=str(data), mask=MASK, require_maps="network=deq")
-    with pytest.raises(SpadeInputError, match=r"network=deq needs coil maps .*python -m spade_pl.espirit .*test"):
+    with pytest.raises(
+        SpadeInputError, match=r"network=deq needs coil maps .*python -m spade_pl.data.mri.espirit .*test"
+    ):
         dm.setup("test")
     assert main([str(data), "--calib-width", "12"]) == 0
     dm = FastMRIDataModule(root=str(data), mask=MASK, require_maps="network=deq")
@@ -116,7 +118,8 @@ def test_every_network_that_reads_maps_trains_on_maps_with_zero_regions(network,
 
 
 def test_espirit_cached_maps_with_their_zero_crop_train_a_varnet(folder_without_maps, tmp_path, cache_dir):
-    """The documented route for real fastMRI files: ``python -m spade_pl.espirit <root>``, then ``network=varnet``."""
+    """The documented route for real fastMRI files: ``python -m spade_pl.data.mri.espirit <root>``, then
+    ``network=varnet``."""
     data, _, _ = folder_without_maps
     fastmri_folder(data, np.random.default_rng(2), lambda images, maps: None)  # more volumes, no maps
     assert main([str(data), "--calib-width", "12"]) == 0

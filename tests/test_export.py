@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spade_pl.pipeline import Run, run
+from spade_pl.job.pipeline import Run, run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -148,7 +148,7 @@ with torch.no_grad():
 
 @pytest.mark.parametrize("network", ["e2e_varnet", "own"])
 def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_history(make_cfg, tmp_path, network):
-    from spade_pl.export_weights import REBUILD
+    from spade_pl.weights.export import REBUILD
 
     own = (
         "problem=sr",

@@ -6,19 +6,19 @@ import pytest
 import torch
 from torch import nn
 
-from spade_pl.data.embedded import birdcage_maps
-from spade_pl.data.transform import MRISample
-from spade_pl.errors import SpadeInputError
-from spade_pl.finetune import Distill, SelfSupervised, Supervised
-from spade_pl.finetune.base import ReconstructionLoss
-from spade_pl.finetune.selfsup import magnitude_sparsity, relative_error
-from spade_pl.metrics import slice_metrics
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.mri.embedded import birdcage_maps
+from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.models import E2EVarNet
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.module import ReconModule
+from spade_pl.objectives import Distill, SelfSupervised, Supervised
+from spade_pl.objectives.base import ReconstructionLoss
+from spade_pl.objectives.selfsup import magnitude_sparsity, relative_error
+from spade_pl.physics.equivariance import Rotations, Shifts, Union, rotate
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes, ifft2c
 from spade_pl.physics.sr import Downsampling, make_kernel
-from spade_pl.transforms import Rotations, Shifts, Union, rotate
+from spade_pl.reporting.metrics import slice_metrics
+from spade_pl.training.lightning_module import ReconModule
 
 
 def _batch(size=32, coils=4, full=False, with_maps=True, target=None) -> MRISample:

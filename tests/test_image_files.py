@@ -8,8 +8,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from spade_pl.data.image_files import LUMA, read_image
-from spade_pl.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.images.files import LUMA, read_image
 
 RNG = np.random.default_rng(0)
 GREY16 = (RNG.random((12, 10)) * 65535).astype(np.uint16)

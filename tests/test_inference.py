@@ -6,8 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from spade_pl.errors import SpadeInputError
-from spade_pl.inference import (
+from spade_pl.benchmark.runtime import (
     choose_memory_format,
     constants_fixed,
     prepare_runtime,
@@ -15,6 +14,7 @@ from spade_pl.inference import (
     resolve_runtime,
     set_memory_format,
 )
+from spade_pl.core.errors import SpadeInputError
 from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
 from spade_pl.physics.mri import MultiCoilMRI
 from spade_pl.physics.sr import Downsampling, make_kernel
@@ -108,11 +108,11 @@ def test_eager_is_the_reference_itself():
 
 @pytest.mark.parametrize(("error", "accepted"), [(0.0, True), (1e-6, True), (1e-3, False)])
 def test_a_prepared_runtime_must_reproduce_eager_within_the_tolerance(monkeypatch, error, accepted):
-    import spade_pl.inference
+    import spade_pl.benchmark.runtime
 
     network, y, physics = _mri()
     # a stand-in capture (no GPU here) whose replay is off by ``error`` relative to the output's maximum
-    monkeypatch.setattr(spade_pl.inference, "capture_cuda_graph", lambda f, device: lambda: f() * (1 + error))
+    monkeypatch.setattr(spade_pl.benchmark.runtime, "capture_cuda_graph", lambda f, device: lambda: f() * (1 + error))
     with torch.no_grad():
         if accepted:
             call, info = prepare_runtime(lambda: network(y, physics), "cuda_graph", torch.device("cpu"))

@@ -1,6 +1,6 @@
 import torch
 
-from spade_pl.data.transform import MRISample
+from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.models import E2EVarNet
 from spade_pl.physics.mri import MultiCoilMRI
 
@@ -39,7 +39,7 @@ def test_forward_returns_a_complex_image_per_slice():
 def test_cascade_step_equals_fastmri_varnet_block():
     from fastmri.models.varnet import NormUnet, VarNetBlock
 
-    from spade_pl.models.varnet import cascade_step
+    from spade_pl.models.varnet.e2e import cascade_step
     from spade_pl.physics.mri import NativeOrderSENSE
 
     torch.manual_seed(0)
@@ -61,8 +61,8 @@ def test_cascade_step_equals_fastmri_varnet_block():
 def test_group_kernel_instance_norm_equals_instance_norm_and_counts_the_same_macs():
     from fastmri.models.unet import Unet
 
-    from spade_pl.models.norms import GroupKernelInstanceNorm2d, use_group_kernel_instance_norms
-    from spade_pl.pruning.spade import count_macs
+    from spade_pl.models.varnet.instance_norm import GroupKernelInstanceNorm2d, use_group_kernel_instance_norms
+    from spade_pl.pruning.counting import count_macs
 
     torch.manual_seed(0)
     plain = Unet(2, 2, 4, 2)
@@ -82,7 +82,7 @@ def test_group_kernel_instance_norm_equals_instance_norm_and_counts_the_same_mac
 
 
 def test_channels_last_instance_norm_keeps_the_layout_and_the_values_whichever_kernel_is_measured_faster():
-    from spade_pl.models import norms
+    from spade_pl.models.varnet import instance_norm as norms
 
     torch.manual_seed(0)
     norm = norms.GroupKernelInstanceNorm2d(5)
@@ -108,7 +108,7 @@ def test_channels_last_instance_norm_keeps_the_layout_and_the_values_whichever_k
 
 
 def test_channels_last_instance_norm_under_autograd_normalises_a_contiguous_copy(monkeypatch):
-    from spade_pl.models import norms
+    from spade_pl.models.varnet import instance_norm as norms
 
     torch.manual_seed(0)
     norm = norms.GroupKernelInstanceNorm2d(4)

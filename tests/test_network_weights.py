@@ -13,9 +13,9 @@ from fastmri.losses import SSIMLoss
 from fastmri.models import VarNet
 from torch import nn
 
-from spade_pl.errors import SpadeInputError
-from spade_pl.module import ReconModule
-from spade_pl.pipeline import Run, run
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.pipeline import Run, run
+from spade_pl.training.lightning_module import ReconModule
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

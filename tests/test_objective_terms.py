@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from conftest import mri_batch, sr_batch
-from spade_pl.errors import SpadeInputError
-from spade_pl.finetune import (
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
+from spade_pl.objectives import (
     Distill,
     EquivariantImaging,
     MeasurementConsistency,
@@ -19,7 +20,6 @@ from spade_pl.finetune import (
     Sum,
     Supervised,
 )
-from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
 
 _spec = importlib.util.spec_from_file_location(
     "selfsup_reference", Path(__file__).parent / "helpers" / "selfsup_reference.py"

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from spade_pl.data.embedded import birdcage_maps
-from spade_pl.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.mri.embedded import birdcage_maps
 from spade_pl.physics.masks import build_mask_func
 from spade_pl.physics.mri import MultiCoilMRI
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import spade_cli
-from spade_pl.pipeline import run
-from spade_pl.tracking import summary_record
+from spade_pl.job.pipeline import run
+from spade_pl.training.tracking import summary_record
 
 
 def test_pretrain_then_test_stage(make_cfg, tmp_path):
@@ -104,7 +104,7 @@ def test_prune_stage_writes_a_pruned_checkpoint_that_loads(make_cfg, tmp_path):
     # Lightning's own loader rebuilds the pruned structure (no weights_only=False needed)
 
     from spade_pl.models import E2EVarNet
-    from spade_pl.module import ReconModule
+    from spade_pl.training.lightning_module import ReconModule
 
     net_cfg = dict(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2)
     module = ReconModule.load_from_checkpoint(
@@ -118,9 +118,9 @@ def test_prune_stage_writes_a_pruned_checkpoint_that_loads(make_cfg, tmp_path):
 
 def test_optimizer_trains_the_pruned_parameters(make_cfg):
     """Pruning in the callback's setup happens before configure_optimizers: a step changes pruned layers."""
-    from spade_pl.pipeline import Run
+    from spade_pl.job.pipeline import Run
     from spade_pl.pruning.callback import SpadePruning
-    from spade_pl.pruning.spade import PruneSettings
+    from spade_pl.pruning.settings import PruneSettings
 
     r = Run(make_cfg("debug=fdr", "finetune=supervised"))
     module = r.training.new_module(r.new_network(), r.cfg.finetune)

@@ -8,17 +8,12 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from spade_pl.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError
 from spade_pl.models import E2EVarNet
 from spade_pl.physics.mri import MultiCoilMRI
-from spade_pl.pruning.spade import (
-    PruneSettings,
-    _importance,
-    capture_prior_inputs,
-    conv_widths,
-    prune_network,
-    replay_structure,
-)
+from spade_pl.pruning.counting import conv_widths
+from spade_pl.pruning.prune import capture_prior_inputs, prune_network, replay_structure
+from spade_pl.pruning.settings import PruneSettings, importance_object
 
 
 def _inputs(coils=2, size=32, batch=1, seed=0):
@@ -91,7 +86,7 @@ def _zero_removed_channels(network, y, physics, settings):
         pruner = tp.pruner.BasePruner(
             prior,
             inputs[name],
-            importance=_importance(settings.importance),
+            importance=importance_object(settings.importance),
             pruning_ratio=settings.ratio,
             ignored_layers=network.prior_output_layers()[name],
         )

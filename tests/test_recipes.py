@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import compose_tiny
-from spade_pl.teacher import teacher_key
+from spade_pl.training.teacher_cache import teacher_key
 
 SHIPPED_KEYS = json.loads((Path(__file__).parent / "data" / "teacher_keys.json").read_text())
 OWN_NETWORK = ("network=custom", "network.model={_target_: custom_network.UnrolledDnCNN, channels: 2}")

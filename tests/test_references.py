@@ -11,11 +11,12 @@ import torch
 from fastmri import evaluate
 from torch import Tensor, nn
 
-from spade_pl.benchmark import count_forward_macs, forward_mac_parts
-from spade_pl.metrics import volume_metrics
+from spade_pl.benchmark.macs import count_forward_macs, forward_mac_parts
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.module import ReconModule
-from spade_pl.pruning.spade import PruneSettings, prune_network
+from spade_pl.pruning.prune import prune_network
+from spade_pl.pruning.settings import PruneSettings
+from spade_pl.reporting.metrics import volume_metrics
+from spade_pl.training.lightning_module import ReconModule
 
 # ---- which channels each group keeps ---------------------------------------------------------------------------
 WIDTHS = (2, 6, 6, 2)  # a chain of 1x1 convolutions: in 2 -> hidden 6 -> hidden 6 -> out 2 (fixed by the physics)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import spade_cli, tiny_overrides
-from spade_pl.errors import SpadeInputError
-from spade_pl.pipeline import run
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.pipeline import run
 
 HELPERS = str(Path(__file__).parent / "helpers")
 JOB = [

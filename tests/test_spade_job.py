@@ -10,11 +10,11 @@ import torch
 from omegaconf import open_dict
 
 from conftest import tiny_overrides
-from spade_pl.data.datamodule import FastMRIDataModule
-from spade_pl.errors import SpadeInputError
-from spade_pl.finetune_stage import adaptation_recipe, fresh_network
-from spade_pl.module import NonFiniteLossError
-from spade_pl.pipeline import Run, run
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.mri.datamodule import FastMRIDataModule
+from spade_pl.job.pipeline import Run, run
+from spade_pl.job.stages.finetune import adaptation_recipe, fresh_network
+from spade_pl.training.lightning_module import NonFiniteLossError
 
 # a few batches, two fine-tuning epochs and a one-repetition benchmark: a whole job in seconds
 SHORT_FINETUNE = ("debug=limit", "finetune.max_epochs=2", "benchmark.repeats=1", "benchmark.warmup=0")
@@ -91,7 +91,7 @@ def test_supervised_reads_ground_truth_so_poisoned_data_stops_it_with_a_clear_er
 
 @pytest.mark.parametrize("network", ["e2e_varnet", "deq"])  # a diverging DEQ included
 def test_non_finite_loss_keeps_the_last_good_checkpoint(make_cfg, monkeypatch, tmp_path, network):
-    from spade_pl.finetune.supervised import Supervised
+    from spade_pl.objectives.supervised import Supervised
 
     calls = {"n": 0}
     original = Supervised.forward
@@ -129,7 +129,7 @@ def test_no_teacher_and_training_disabled_is_refused(make_cfg):
 
 
 def test_collect_makes_one_table_for_a_sweep(make_cfg, tmp_path, capsys):
-    from spade_pl.collect import main as collect
+    from spade_pl.reporting.collect import main as collect
 
     common = ("debug=limit", "finetune=supervised", "benchmark.repeats=1", "benchmark.warmup=0")
     run(make_cfg("prune.ratio=0.5", *common))
@@ -147,7 +147,7 @@ def test_collect_makes_one_table_for_a_sweep(make_cfg, tmp_path, capsys):
 
 
 def test_collect_aggregates_the_jobs_that_differ_only_in_seed(make_cfg, tmp_path):
-    from spade_pl.collect import main as collect
+    from spade_pl.reporting.collect import main as collect
 
     common = ("debug=limit", "finetune=supervised", "benchmark.repeats=1", "benchmark.warmup=0")
     finetuned = {}
@@ -190,7 +190,7 @@ def test_main_job_runs_for_networks_with_given_maps(make_cfg, tmp_path, network,
 def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make_cfg, tmp_path):
     import numpy as np
 
-    from spade_pl.data.fastmri_h5 import write_multicoil_file
+    from spade_pl.data.mri.hdf5 import write_multicoil_file
 
     data = tmp_path / "fastmri_like"
     for split in ("train", "val", "test"):
@@ -198,7 +198,7 @@ def test_network_needing_maps_on_data_without_maps_says_how_to_compute_them(make
         kspace = np.random.default_rng(0).normal(size=(1, 2, 16, 16)).astype(np.complex64)
         write_multicoil_file(data / split / f"{split}.h5", kspace)  # real fastMRI files carry no maps
     cfg = make_cfg("network=varnet", "data=fastmri", f"data.root={data}", "debug=fdr", tiny=False)
-    with pytest.raises(SpadeInputError, match=r"network=varnet needs coil maps .*python -m spade_pl.espirit "):
+    with pytest.raises(SpadeInputError, match=r"network=varnet needs coil maps .*python -m spade_pl.data.mri.espirit "):
         run(cfg)
 
 

@@ -12,14 +12,15 @@ import torch
 from PIL import Image
 
 from conftest import spade_cli
-from spade_pl.data.images import EmbeddedImagesBuilder, SRDataset, read_image
-from spade_pl.errors import SpadeInputError
-from spade_pl.metrics import luminance, volume_metrics
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.data.images.datamodule import EmbeddedImagesBuilder, SRDataset, read_image
+from spade_pl.job.pipeline import run
 from spade_pl.models import DEQ, UnrolledHQS
 from spade_pl.physics.base import DataTerm
 from spade_pl.physics.sr import Downsampling, bicubic_kernel, gaussian_kernel, make_kernel
-from spade_pl.pipeline import run
-from spade_pl.pruning.spade import PruneSettings, prune_network, replay_structure
+from spade_pl.pruning.prune import prune_network, replay_structure
+from spade_pl.pruning.settings import PruneSettings
+from spade_pl.reporting.metrics import luminance, volume_metrics
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -189,7 +190,7 @@ def test_incompatible_network_and_problem_is_one_line(tmp_path):
 
 
 def test_given_low_resolution_images_are_paired_by_name(tmp_path):
-    from spade_pl.data.images import ImageDataModule
+    from spade_pl.data.images.datamodule import ImageDataModule
 
     rng = np.random.default_rng(0)
     for split in ("train", "val", "test"):
@@ -216,7 +217,7 @@ def test_given_low_resolution_images_are_paired_by_name(tmp_path):
 
 def test_training_pairs_are_what_the_physics_measures(make_cfg):
     """Augmenting a measured pair would move the decimation grid: every training LR patch must equal A(HR)."""
-    from spade_pl.pipeline import Run
+    from spade_pl.job.pipeline import Run
 
     dataset = Run(make_cfg("problem=sr", "problem.noise_std=0", "debug=fdr")).datamodule._dataset("train", "train")
     torch.manual_seed(0)

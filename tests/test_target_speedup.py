@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spade_pl.errors import SpadeInputError
-from spade_pl.pipeline import run
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.pipeline import run
 from spade_pl.pruning.target import MAX_RATIO, RESOLUTION, largest_ratio, smallest_ratio_reaching
 
 
@@ -44,15 +44,15 @@ def test_an_unreachable_target_is_one_line():
 
 
 def test_the_job_prunes_at_the_measured_ratio_and_reports_it(make_cfg, monkeypatch, tmp_path):
-    import spade_pl.benchmark_stage
-    import spade_pl.structure_search
+    import spade_pl.job.stages.benchmark
+    import spade_pl.job.stages.structure_search
 
     def timed_as_macs(dense, pruned, batch, settings):  # deterministic timing for the test
         params = [sum(p.numel() for p in net.priors()["cascade0"].parameters()) for net in (dense, pruned)]
         return {"speedup_forward": params[0] / params[1]}
 
-    monkeypatch.setattr(spade_pl.structure_search, "benchmark_pair", timed_as_macs)
-    monkeypatch.setattr(spade_pl.benchmark_stage, "benchmark_pair", timed_as_macs)
+    monkeypatch.setattr(spade_pl.job.stages.structure_search, "benchmark_pair", timed_as_macs)
+    monkeypatch.setattr(spade_pl.job.stages.benchmark, "benchmark_pair", timed_as_macs)
     dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
     out = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", "prune.target_speedup=3.0", "prune.ratio=0"))
     search = out["target_speedup"]
@@ -75,16 +75,16 @@ def test_the_search_never_prunes_a_group_to_nothing():
 def test_the_benchmark_stage_writes_the_search_into_its_files(make_cfg, monkeypatch, tmp_path):
     import json
 
-    import spade_pl.benchmark_stage
-    import spade_pl.structure_search
+    import spade_pl.job.stages.benchmark
+    import spade_pl.job.stages.structure_search
 
     def timed_as_macs(dense, pruned, batch, settings):
         params = [sum(p.numel() for p in net.parameters()) for net in (dense, pruned)]
         return {"speedup_forward": params[0] / params[1]}
 
-    monkeypatch.setattr(spade_pl.structure_search, "benchmark_pair", timed_as_macs)
-    monkeypatch.setattr(spade_pl.benchmark_stage, "benchmark_pair", timed_as_macs)
-    monkeypatch.setattr(spade_pl.benchmark_stage, "benchmark_markdown", lambda result: "| timings |\n")
+    monkeypatch.setattr(spade_pl.job.stages.structure_search, "benchmark_pair", timed_as_macs)
+    monkeypatch.setattr(spade_pl.job.stages.benchmark, "benchmark_pair", timed_as_macs)
+    monkeypatch.setattr(spade_pl.job.stages.benchmark, "benchmark_markdown", lambda result: "| timings |\n")
     run(make_cfg("stage=benchmark", "prune.target_speedup=1.5"))
     bench = json.loads((tmp_path / "run" / "benchmark.json").read_text())
     assert bench["target_speedup"]["target"] == 1.5 and bench["speedup_forward"] >= 1.5

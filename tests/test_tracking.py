@@ -12,13 +12,13 @@ import matplotlib.image
 import pytest
 from omegaconf import OmegaConf
 
-from spade_pl.dashboard import build_workspace, spec_json
-from spade_pl.dashboard import main as dashboard_main
-from spade_pl.distributed import GPU_ENV, claim_gpus, place_on_gpus, release_gpus
-from spade_pl.errors import SpadeInputError
-from spade_pl.pipeline import run
-from spade_pl.teacher import TeacherCache
-from spade_pl.tracking import summary_record
+from spade_pl.core.distributed import GPU_ENV, claim_gpus, place_on_gpus, release_gpus
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.pipeline import run
+from spade_pl.reporting.dashboard import build_workspace, spec_json
+from spade_pl.reporting.dashboard import main as dashboard_main
+from spade_pl.training.teacher_cache import TeacherCache
+from spade_pl.training.tracking import summary_record
 from wandb_records import flatten, run_contents
 
 
@@ -152,7 +152,7 @@ def test_teacher_cache_is_rank_aware(tmp_path):
 
 
 def test_pareto_points_sit_at_the_median_speedup_of_their_ratio_with_the_spread_over_seeds():
-    from spade_pl.collect import pareto_curves
+    from spade_pl.reporting.collect import pareto_curves
 
     def row(strategy, ratio, seed, speedup, psnr, one_shot=20.0, **extra):
         return {"strategy": strategy, "ratio": ratio, "seed": seed, "speedup_forward": speedup,

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from spade_pl.errors import SpadeInputError
-from spade_pl.pipeline import run
-from spade_pl.pruning.spade import PruneSettings
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.pipeline import run
+from spade_pl.pruning.settings import PruneSettings
 from spade_pl.pruning.widths import MAX_MAC_LOSS, Candidate, choose_round_to, kept_channels
 
 
@@ -56,14 +56,14 @@ def test_round_to_auto_and_a_latency_target_together_are_refused():
 
 
 def test_the_benchmark_stage_measures_the_multiples_and_prunes_with_the_chosen_one(make_cfg, monkeypatch, tmp_path):
-    import spade_pl.benchmark_stage
-    import spade_pl.structure_search
+    import spade_pl.job.stages.benchmark
+    import spade_pl.job.stages.structure_search
 
     def coarser_is_faster(networks, batch, settings):  # deterministic stand-in timings
         return {m: 1.0 / m for m in networks}
 
-    monkeypatch.setattr(spade_pl.structure_search, "time_forwards", coarser_is_faster)
-    monkeypatch.setattr(spade_pl.benchmark_stage, "benchmark_markdown", lambda result: "| timings |\n")
+    monkeypatch.setattr(spade_pl.job.stages.structure_search, "time_forwards", coarser_is_faster)
+    monkeypatch.setattr(spade_pl.job.stages.benchmark, "benchmark_markdown", lambda result: "| timings |\n")
     # chans 18 keeps 9/18/36 channels per level: round_to 2 -> 8/18/36, 4 -> 8/16/36, 8 -> 8/16/32, 16 -> none
     out = run(make_cfg("stage=benchmark", "network.model.chans=18", "prune.round_to=auto", "benchmark.repeats=1"))
     choice = json.loads((tmp_path / "run" / "round_to.json").read_text())

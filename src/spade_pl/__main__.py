@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from spade_pl.errors import SpadeInputError, message_of, print_error
+from spade_pl.core.errors import SpadeInputError, message_of, print_error
 
 log = logging.getLogger("spade_pl")
 #: a write failing for these reasons is the machine's state, not a bug: one line, exit 2
@@ -46,7 +46,7 @@ def optimized_value(cfg: DictConfig, results: dict) -> float | None:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Run one job. Bad input is one line: exit 2 for a single run; in a sweep, the job fails and the others run."""
-    from spade_pl.pipeline import run  # after Hydra has parsed the command line: fast --help
+    from spade_pl.job.pipeline import run  # after Hydra has parsed the command line: fast --help
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's root handlers print + file them
         logging.getLogger(name).handlers.clear()

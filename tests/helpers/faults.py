@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-import spade_pl.io_utils
+import spade_pl.core.atomic_io
 
 
 class FullFile:
@@ -37,7 +37,8 @@ class FullFile:
 
 
 class FullDiskOS:
-    """``os`` as :mod:`spade_pl.io_utils` sees it, except that the temp files of ``name`` open as :class:`FullFile`."""
+    """``os`` as :mod:`spade_pl.core.atomic_io` sees it, except that the temp files of ``name`` open as
+    :class:`FullFile`."""
 
     def __init__(self, name: str):
         self.name = name
@@ -53,16 +54,17 @@ class FullDiskOS:
 
 class FullDisk(L.Callback):
     """From ``epoch`` of training on (``None``: at once), every atomic write of a file named ``name`` runs out of
-    space mid-write (inside :func:`spade_pl.io_utils.atomic_write`, the path every checkpoint and result takes)."""
+    space mid-write (inside :func:`spade_pl.core.atomic_io.atomic_write`, the path every checkpoint and result
+    takes)."""
 
     def __init__(self, name: str, epoch: int | None = None):
         self.name, self.epoch = name, epoch
         if epoch is None:
-            spade_pl.io_utils.os = FullDiskOS(name)
+            spade_pl.core.atomic_io.os = FullDiskOS(name)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
-            spade_pl.io_utils.os = FullDiskOS(self.name)
+            spade_pl.core.atomic_io.os = FullDiskOS(self.name)
 
 
 class ExpansiveStep(L.Callback):

@@ -1,4 +1,4 @@
-"""The self-supervised objective as one class, before it became a preset of terms (spade_pl.finetune.terms):
+"""The self-supervised objective as one class, before it became a preset of terms (spade_pl.objectives.terms):
 kept verbatim (but for probing ``coil_kspace``, which left the network contract) to pin the preset's loss and
 gradients to it.
 
@@ -25,14 +25,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spade_pl.batch import Sample
-from spade_pl.errors import SpadeInputError, require
-from spade_pl.finetune.base import Objective
-from spade_pl.finetune.terms import magnitude_sparsity, relative_error
+from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.objectives.base import Objective
+from spade_pl.objectives.terms import magnitude_sparsity, relative_error
 from spade_pl.physics.base import Physics
+from spade_pl.physics.equivariance import TransformGroup
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, fft2c, from_complex_planes, ifft2c
-from spade_pl.transforms import TransformGroup
+from spade_pl.physics.sample import Sample
 
 
 class SelfSupervised(Objective):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from spade_pl.seeding import derive_seed, reseed
+from spade_pl.core.seeding import derive_seed, reseed
 
 
 def global_seed() -> int:

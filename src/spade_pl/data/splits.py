@@ -20,10 +20,10 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from spade_pl.batch import Sample
+from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.data.sampling import EpochSampler, SeededSamples
-from spade_pl.errors import SpadeInputError, require
 from spade_pl.physics.base import Physics
+from spade_pl.physics.sample import Sample
 
 SPLITS = ("train", "val", "test")
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spade_pl.errors import SpadeInputError, require
+from spade_pl.core.errors import SpadeInputError, require
 
 #: The denominator guard of the relative residual ``||f(x) - x|| / (EPS + ||f(x)||)`` (SPADE reference).
 RESIDUAL_EPS = 1e-5

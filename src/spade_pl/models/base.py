@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from spade_pl.errors import SpadeInputError, require
+from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.physics.base import MeasurementView, Physics
 
 
@@ -128,3 +130,33 @@ class MBDLNetwork(nn.Module, ABC):
             to_planes=operator.to_channels,
             from_planes=lambda planes, _like: operator.from_channels(planes),
         )
+
+
+@dataclass
+class PriorCalls:
+    """What the priors received in a forward: each prior's first input and how often it was called."""
+
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def recorded_prior_calls(network: MBDLNetwork, names: list[str] | None = None) -> Iterator[PriorCalls]:
+    """Within: every forward of ``network`` records, per prior (``names``, else all), its first input and its
+    calls. Pruning traces each prior on the input it really receives; the benchmark counts MACs per call times
+    calls (a DEQ's solver iterations). Both read the same record."""
+    priors = network.select_priors(names)
+    record = PriorCalls(calls=dict.fromkeys(priors, 0))
+
+    def seen(name: str, args: tuple[Tensor, ...]) -> None:
+        record.calls[name] += 1
+        record.inputs.setdefault(name, args[0].detach().clone())
+
+    hooks = [
+        prior.register_forward_pre_hook(lambda _m, args, name=name: seen(name, args)) for name, prior in priors.items()
+    ]
+    try:
+        yield record
+    finally:
+        for hook in hooks:
+            hook.remove()

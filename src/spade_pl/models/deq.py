@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spade_pl.errors import require
+from spade_pl.core.errors import require
 from spade_pl.models.anderson import anderson, validate_solver_settings
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.edsr import EDSR
-from spade_pl.models.varnet_maps import require_maps
+from spade_pl.models.varnet.given_maps import require_maps
 from spade_pl.physics.base import DataTerm, Physics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from spade_pl.errors import require
+from spade_pl.core.errors import require
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:

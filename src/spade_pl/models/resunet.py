@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spade_pl.errors import require
+from spade_pl.core.errors import require
 from spade_pl.models.edsr import ResidualBlock, conv3x3
 
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spade_pl.errors import require
+from spade_pl.core.errors import require
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.resunet import ResUNet
 from spade_pl.physics.base import CLOSED_FORM_PROX, Physics

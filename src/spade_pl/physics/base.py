@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from spade_pl.transforms import Rotations, TransformGroup
+from spade_pl.physics.equivariance import Rotations, TransformGroup
 
 
 class DataTerm:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from fastmri.data.subsample import EquispacedMaskFractionFunc, EquiSpacedMaskFunc, MaskFunc, RandomMaskFunc
 
-from spade_pl.errors import require
+from spade_pl.core.errors import require
 
 
 class UniformMaskFunc(MaskFunc):

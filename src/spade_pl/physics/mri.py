@@ -14,8 +14,8 @@ import fastmri
 import torch
 from torch import Tensor
 
+from spade_pl.core.safe_math import root_sum_of_squares
 from spade_pl.physics.base import COIL_MAPS, MULTICOIL_KSPACE, DataTerm, MeasurementView, Physics
-from spade_pl.safe_math import root_sum_of_squares
 
 
 def _complex(x: Tensor) -> Tensor:

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spade_pl.errors import require
+from spade_pl.core.errors import require
 from spade_pl.physics.base import CLOSED_FORM_PROX, DataTerm, Physics
-from spade_pl.transforms import Rotations, Shifts, TransformGroup, Union
+from spade_pl.physics.equivariance import Rotations, Shifts, TransformGroup, Union
 
 SCALES = (2, 3, 4)
 KERNELS = ("gaussian", "bicubic")

@@ -12,8 +12,9 @@ from dataclasses import asdict
 
 import lightning as L
 
-from spade_pl.errors import SpadeInputError
-from spade_pl.pruning.spade import PruneSettings, PruningResult, prune_network
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.pruning.prune import PruningResult, prune_network
+from spade_pl.pruning.settings import PruneSettings
 
 log = logging.getLogger(__name__)
 

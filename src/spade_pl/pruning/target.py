@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spade_pl.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError
 
 log = logging.getLogger(__name__)
 #: the largest ratio tried: a network with 10% of its channels is as far as structured pruning sensibly goes
