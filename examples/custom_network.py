@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.physics.base import Physics
+from spade_pl.physics.base import DATA_TERM, Physics
 
 
 class DnCNN(nn.Module):
@@ -35,7 +35,7 @@ class DnCNN(nn.Module):
 class UnrolledDnCNN(MBDLNetwork):
     """``x ← D_k(x − η_k A^H(A x − y))`` for ``iterations`` steps, from the physics' starting image."""
 
-    needs_maps = True  # on MRI data: the data's coil maps
+    needs = frozenset({DATA_TERM})  # whatever the physics' data term needs (MRI: the data's coil maps)
 
     def __init__(self, channels: int = 1, iterations: int = 4, features: int = 32, depth: int = 5):
         super().__init__()

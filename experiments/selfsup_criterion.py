@@ -60,7 +60,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|")
     for path in checkpoints:
-        network = run.load_network(path)[0].eval()  # (replaying a pruned structure traces with autograd)
+        network = run.networks.load(path)[0].eval()  # (replaying a pruned structure traces with autograd)
         with torch.no_grad():
             terms = criterion(network, batches, options.draws)
             held_out_l1 = criterion(network, batches, options.draws, norm=1)["selfsup_split"]

@@ -25,7 +25,7 @@ def magnitudes(network, batch) -> np.ndarray:
 
 def main(dense_ckpt: str, pruned_ckpt: str, *overrides: str) -> None:
     run = validation_run(list(overrides), "ssim_background_")
-    networks = {"dense": run.load_network(dense_ckpt)[0], "pruned": run.load_network(pruned_ckpt)[0]}
+    networks = {"dense": run.networks.load(dense_ckpt)[0], "pruned": run.networks.load(pruned_ckpt)[0]}
     volumes: dict[str, dict[str, list[np.ndarray]]] = {}
     with torch.no_grad():
         for batch in run.datamodule.test_dataloader():  # the evaluation split: val

@@ -88,7 +88,7 @@ def main() -> None:
     run = validation_run(overrides, "training_step_time_")  # also sets 2 threads
     run.datamodule.setup("fit")
     batches = list(itertools.islice(run.datamodule.train_dataloader(), 8))
-    dense = run.new_network()
+    dense = run.networks.new()
     pruned = copy.deepcopy(dense)
     prune_network(pruned, batches[0].y, batches[0].physics(), PruneSettings(ratio=0.5))
     objectives = {

@@ -14,11 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from spade_pl.__main__ import config_dir
-from spade_pl.job.pipeline import Run
+from spade_pl.job.context import JobContext
+from spade_pl.job.pipeline import prepare
 
 
-def validation_run(overrides: list[str], prefix: str) -> Run:
-    """A :class:`Run` whose evaluation split (``test_dataloader``) is the validation split, on 2 threads."""
+def validation_run(overrides: list[str], prefix: str) -> JobContext:
+    """A job context whose evaluation split (``test_dataloader``) is the validation split, on 2 threads."""
     torch.set_num_threads(2)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -26,4 +27,4 @@ def validation_run(overrides: list[str], prefix: str) -> Run:
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp(prefix=prefix)
-    return Run(cfg)
+    return prepare(cfg)

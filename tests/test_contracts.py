@@ -11,6 +11,7 @@ physics or objective is covered by adding it to one list below.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 import torch
 from torch import nn
 
+from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.preflight import check_adjoint
 from spade_pl.models import DEQ, E2EVarNet, UnrolledHQS
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.varnet.given_maps import VarNetGivenMaps
@@ -107,6 +110,30 @@ def test_every_physics_has_an_adjoint_and_disjoint_covering_splits(problem):
     kept, held = physics.split(0.4, torch.Generator().manual_seed(0))
     assert not (kept.mask & held.mask).any()
     assert torch.equal(kept.mask | held.mask, physics.mask.expand_as(kept.mask))
+
+
+@pytest.mark.parametrize("problem", list(PHYSICS))
+def test_every_physics_passes_the_preflight_adjoint_check_and_a_broken_adjoint_fails_it(problem):
+    batch = PHYSICS[problem]()
+    physics = batch.physics()
+    check_adjoint(physics, batch.y, f"problem={problem}")  # what every job runs on its first sample
+    broken = copy.copy(physics)
+    object.__setattr__(broken, "A_adjoint", lambda v: 1.01 * physics.A_adjoint(v))
+    with pytest.raises(SpadeInputError, match=rf"^problem={problem}'s physics \(\w+\) fails the adjoint test"):
+        check_adjoint(broken, batch.y, f"problem={problem}")
+
+
+@pytest.mark.parametrize("problem", list(PHYSICS))
+def test_the_stated_sample_and_physics_contracts_hold(problem):
+    """Samples rebuild field by field (NamedTuples) and physics are dataclasses whose ``mask`` is the measured
+    subset: what the benchmark, the export and measurement splitting rely on."""
+    batch = PHYSICS[problem]()
+    assert isinstance(batch, tuple) and type(batch)(*batch) == batch and batch._fields
+    physics = batch.physics()
+    assert dataclasses.is_dataclass(physics) and "mask" in {f.name for f in dataclasses.fields(physics)}
+    assert dataclasses.replace(physics).mask is physics.mask
+    kept, _ = physics.split(0.4, torch.Generator().manual_seed(0))
+    assert kept.mask is not None and physics.with_mask(kept.mask).mask is kept.mask
 
 
 @pytest.mark.parametrize("problem", list(PHYSICS))

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import RunFailure, SpadeInputError
 from spade_pl.models import DEQ, EDSR, E2EVarNet, VarNetGivenMaps
 from spade_pl.models.anderson import anderson
 from spade_pl.models.deq import DEQNotConvergedWarning
+from spade_pl.physics.base import COIL_MAPS
 from spade_pl.physics.mri import MultiCoilMRI
 from spade_pl.pruning.counting import conv_widths
 from spade_pl.pruning.prune import prune_network
@@ -90,7 +91,7 @@ def test_a_non_finite_iterate_is_an_error_naming_the_iteration():
         calls.append(1)
         return x * float("nan") if len(calls) == 3 else 0.5 * x + 1
 
-    with pytest.raises(SpadeInputError, match=r"DEQ solver produced a non-finite iterate at iteration 3; "):
+    with pytest.raises(RunFailure, match=r"DEQ solver produced a non-finite iterate at iteration 3; "):
         anderson(f, torch.zeros(1, 4))
 
 
@@ -169,7 +170,7 @@ def test_paper_edsr_and_deq_have_the_reference_parameter_counts():
 )
 def test_networks_that_need_maps_explain_how_to_get_them(network, name):
     net = network()
-    assert net.needs_maps
+    assert COIL_MAPS in net.needs_for(MultiCoilMRI)
     with pytest.raises(
         SpadeInputError,
         match=rf"^network={name} needs coil sensitivity maps with the data.*"

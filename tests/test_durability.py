@@ -42,9 +42,9 @@ def test_loading_is_weights_only(tmp_path):
 
 
 def test_every_trainer_saves_and_resumes_through_the_safe_io(make_cfg):
-    from spade_pl.job.pipeline import Run
+    from spade_pl.job.pipeline import prepare
 
-    trainer = Run(make_cfg("debug=fdr")).training.trainer("pretrain")
+    trainer = prepare(make_cfg("debug=fdr")).training.trainer("pretrain")
     assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
 
 
@@ -119,8 +119,11 @@ def test_a_deq_whose_solver_really_diverges_stops_in_one_line_and_keeps_the_last
         f"hydra.run.dir={run_dir}",
     ]
     code, err = cli_run(args, monkeypatch, capfd)
-    assert code == 2, err[-3000:]
-    assert "DEQ solver produced a non-finite iterate at iteration" in one_error_line(err)
+    assert code == 1, err[-3000:]  # a run failure, not bad input: its traceback is in the job's log file
+    line = one_error_line(err)
+    assert line.startswith("error: the run failed: DEQ solver produced a non-finite iterate at iteration")
+    log_file = Path(line.rsplit("(traceback in ", 1)[1].rstrip(")"))
+    assert log_file.parent == run_dir and "Traceback" in log_file.read_text() and "anderson" in log_file.read_text()
     last = SafeCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "pretrain" / "last.ckpt")
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
     assert float(last["state_dict"]["network.gamma"]) < 10  # the good one, from before the step blew up

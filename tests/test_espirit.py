@@ -12,6 +12,8 @@ from spade_pl.data.mri.embedded import birdcage_maps, load_anatomy, simulate_vol
 from spade_pl.data.mri.espirit import cache_folder, espirit_cache_dir, main
 from spade_pl.data.mri.hdf5 import write_multicoil_file
 from spade_pl.job.pipeline import run
+from spade_pl.models import DEQ
+from spade_pl.physics.mri import MultiCoilMRI
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -49,13 +51,15 @@ def test_espirit_maps_match_the_true_maps_and_are_cached(folder_without_maps):
 
 def test_datamodule_uses_the_cache_and_explains_a_missing_one(folder_without_maps):
     data, _, _ = folder_without_maps
-    dm = FastMRIDataModule(root=str(data), mask=MASK, require_maps="network=deq")
+    dm = FastMRIDataModule(root=str(data), mask=MASK)
+    dm.require(DEQ.needs_for(MultiCoilMRI), "network=deq")
     with pytest.raises(
         SpadeInputError, match=r"network=deq needs coil maps .*python -m spade_pl.data.mri.espirit .*test"
     ):
         dm.setup("test")
     assert main([str(data), "--calib-width", "12"]) == 0
-    dm = FastMRIDataModule(root=str(data), mask=MASK, require_maps="network=deq")
+    dm = FastMRIDataModule(root=str(data), mask=MASK)
+    dm.require(DEQ.needs_for(MultiCoilMRI), "network=deq")
     dm.setup("test")
     assert next(iter(dm.test_dataloader())).maps.shape == (1, 4, 32, 32, 2)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spade_pl.job.pipeline import Run, run
+from spade_pl.job.pipeline import prepare, run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -95,8 +95,8 @@ def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs
     record = run(export)
     assert record["library_format"]["arguments"] == dict(num_cascades=2, sens_chans=2, sens_pools=2, chans=2, pools=2)
     assert "fastmri_varnet.pt: a plain state_dict of fastmri.models.VarNet(num_cascades=2" in capsys.readouterr().out
-    r = Run(export)
-    network = r.load_network(pruned)[0].eval()
+    r = prepare(export)
+    network = r.networks.load(pruned)[0].eval()
     batch = next(iter(r.datamodule.test_dataloader()))
     with torch.no_grad():
         expected = network(batch.y, batch.physics())[..., 0]
@@ -162,8 +162,8 @@ def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_histor
         pruned = run(make_cfg(*extra, "stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"]
         export = make_cfg(*extra, "stage=export", f"ckpt_path={pruned}")
         run(export)
-        r = Run(export)
-        model = r.load_network(pruned)[0].eval()
+        r = prepare(export)
+        model = r.networks.load(pruned)[0].eval()
         batch = next(iter(r.datamodule.test_dataloader()))
         with torch.no_grad():
             output = model(batch.y, batch.physics())
@@ -177,7 +177,7 @@ def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_histor
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-6
         # and spade-pl reads the exported file back through ckpt_path, pruned structure included
-        network, structure = Run(export).load_network(state)
+        network, structure = prepare(export).networks.load(state)
         assert structure is not None
         assert sum(p.numel() for p in network.parameters()) == sum(p.numel() for p in model.parameters())
     finally:

@@ -14,6 +14,7 @@ from spade_pl.models.base import MBDLNetwork
 from spade_pl.objectives import Distill, SelfSupervised, Supervised
 from spade_pl.objectives.base import ReconstructionLoss
 from spade_pl.objectives.selfsup import magnitude_sparsity, relative_error
+from spade_pl.physics.base import COIL_MAPS
 from spade_pl.physics.equivariance import Rotations, Shifts, Union, rotate
 from spade_pl.physics.mri import MultiCoilMRI, complex_planes, from_complex_planes, ifft2c
 from spade_pl.physics.sr import Downsampling, make_kernel
@@ -45,7 +46,7 @@ def _batch(size=32, coils=4, full=False, with_maps=True, target=None) -> MRISamp
 class ZeroFilledSense(MBDLNetwork):
     """f(y) = a · A^H y: exact inverse under full sampling (a = 1) with normalised maps."""
 
-    needs_maps = True
+    needs = frozenset({COIL_MAPS})
 
     def __init__(self, scale: float = 1.0):
         super().__init__()

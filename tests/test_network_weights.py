@@ -14,7 +14,7 @@ from fastmri.models import VarNet
 from torch import nn
 
 from spade_pl.core.errors import SpadeInputError
-from spade_pl.job.pipeline import Run, run
+from spade_pl.job.pipeline import prepare, run
 from spade_pl.training.lightning_module import ReconModule
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -113,9 +113,9 @@ def test_every_format_predicts_what_fastmri_varnet_predicts(make_cfg, tmp_path, 
     varnet = fastmri_varnet()
     path = tmp_path / f"{fmt}.ckpt"
     write_format(fmt, varnet, path)
-    run = Run(make_cfg("stage=test", f"ckpt_path={path}", RSS))
+    run = prepare(make_cfg("stage=test", f"ckpt_path={path}", RSS))
     with caplog.at_level("INFO"):
-        network, structure = run.load_network(path)
+        network, structure = run.networks.load(path)
     assert structure is None
     loaded = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded "))
     assert "E2EVarNet(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2, output=rss), dense" in loaded
@@ -136,7 +136,7 @@ def test_the_loaded_line_names_the_format_and_where_the_weights_were(make_cfg, t
     for fmt in ("state_dict", "fastmri_module", "lightning"):
         write_format(fmt, fastmri_varnet(), tmp_path / f"{fmt}.ckpt")
         with caplog.at_level("INFO"):
-            Run(make_cfg("stage=test")).load_network(tmp_path / f"{fmt}.ckpt")
+            prepare(make_cfg("stage=test")).networks.load(tmp_path / f"{fmt}.ckpt")
         sources[fmt] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")][-1]
     assert ": state_dict of fastmri VarNet;" in sources["state_dict"]
     assert ": Lightning checkpoint of fastmri VarNet, weights under 'varnet.';" in sources["fastmri_module"]
@@ -146,13 +146,13 @@ def test_the_loaded_line_names_the_format_and_where_the_weights_were(make_cfg, t
 def test_another_size_names_the_overrides_that_fit(make_cfg, tmp_path):
     torch.save(fastmri_varnet(num_cascades=3, chans=6).state_dict(), tmp_path / "big.pt")
     with pytest.raises(SpadeInputError) as err:
-        Run(make_cfg("stage=test")).load_network(tmp_path / "big.pt")
+        prepare(make_cfg("stage=test")).networks.load(tmp_path / "big.pt")
     message = str(err.value)
     assert "has num_cascades=3, chans=6 (configured: num_cascades=2, chans=4)" in message
     assert message.endswith("add network.model.num_cascades=3 network.model.chans=6") and "\n" not in message
     # the overrides it names do fit
-    run = Run(make_cfg("stage=test", "network.model.num_cascades=3", "network.model.chans=6"))
-    assert sum(p.numel() for p in run.load_network(tmp_path / "big.pt")[0].parameters()) == sum(
+    run = prepare(make_cfg("stage=test", "network.model.num_cascades=3", "network.model.chans=6"))
+    assert sum(p.numel() for p in run.networks.load(tmp_path / "big.pt")[0].parameters()) == sum(
         p.numel() for p in fastmri_varnet(num_cascades=3, chans=6).parameters()
     )
 
@@ -163,7 +163,7 @@ def test_hyper_parameters_of_a_lightning_checkpoint_name_the_overrides(make_cfg,
     checkpoint["hyper_parameters"]["sens_chans"] = 3
     torch.save(checkpoint, tmp_path / "module.ckpt")
     with pytest.raises(SpadeInputError, match=r"add network.model.sens_chans=3$"):
-        Run(make_cfg("stage=test")).load_network(tmp_path / "module.ckpt")
+        prepare(make_cfg("stage=test")).networks.load(tmp_path / "module.ckpt")
 
 
 class StudentTeacher(nn.Module):
@@ -176,11 +176,11 @@ def test_two_networks_in_one_file_need_ckpt_prefix(make_cfg, tmp_path):
     student, teacher = fastmri_varnet(seed=1), fastmri_varnet(seed=2)
     torch.save({"state_dict": StudentTeacher(student, teacher).state_dict()}, tmp_path / "two.ckpt")
     with pytest.raises(SpadeInputError, match=r"under several prefixes \('student.', 'teacher.'\); choose one"):
-        Run(make_cfg("stage=test")).load_network(tmp_path / "two.ckpt")
-    network, _ = Run(make_cfg("stage=test", "ckpt_prefix=teacher")).load_network(tmp_path / "two.ckpt")
+        prepare(make_cfg("stage=test")).networks.load(tmp_path / "two.ckpt")
+    network, _ = prepare(make_cfg("stage=test", "ckpt_prefix=teacher")).networks.load(tmp_path / "two.ckpt")
     assert torch.equal(network.varnet.cascades[1].dc_weight, teacher.cascades[1].dc_weight)
     with pytest.raises(SpadeInputError, match=r"ckpt_prefix=pupil. matches no tensor .* start with student., teacher."):
-        Run(make_cfg("stage=test", "ckpt_prefix=pupil.")).load_network(tmp_path / "two.ckpt")
+        prepare(make_cfg("stage=test", "ckpt_prefix=pupil.")).networks.load(tmp_path / "two.ckpt")
 
 
 def test_e2e_varnet_fastmri_is_fastmris_leaderboard_network(make_cfg):

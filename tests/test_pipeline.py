@@ -10,7 +10,7 @@ import torch
 
 from conftest import spade_cli
 from spade_pl.job.pipeline import run
-from spade_pl.training.tracking import summary_record
+from spade_pl.reporting.results import summary_record
 
 
 def test_pretrain_then_test_stage(make_cfg, tmp_path):
@@ -118,12 +118,12 @@ def test_prune_stage_writes_a_pruned_checkpoint_that_loads(make_cfg, tmp_path):
 
 def test_optimizer_trains_the_pruned_parameters(make_cfg):
     """Pruning in the callback's setup happens before configure_optimizers: a step changes pruned layers."""
-    from spade_pl.job.pipeline import Run
+    from spade_pl.job.pipeline import prepare
     from spade_pl.pruning.callback import SpadePruning
     from spade_pl.pruning.settings import PruneSettings
 
-    r = Run(make_cfg("debug=fdr", "finetune=supervised"))
-    module = r.training.new_module(r.new_network(), r.cfg.finetune)
+    r = prepare(make_cfg("debug=fdr", "finetune=supervised"))
+    module = r.training.new_module(r.networks.new(), r.cfg.finetune)
     layer = lambda: module.network.priors()["cascade0"].down_sample_layers[0].layers[0]  # noqa: E731
     trainer = r.training.trainer("t", 1, [SpadePruning(PruneSettings(ratio=0.5))])
     seen = {}

@@ -12,8 +12,9 @@ from omegaconf import open_dict
 from conftest import tiny_overrides
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.mri.datamodule import FastMRIDataModule
-from spade_pl.job.pipeline import Run, run
-from spade_pl.job.stages.finetune import adaptation_recipe, fresh_network
+from spade_pl.job.pipeline import prepare, run
+from spade_pl.job.recipe import adaptation_recipe
+from spade_pl.job.stages.finetune import fresh_network
 from spade_pl.training.lightning_module import NonFiniteLossError
 
 # a few batches, two fine-tuning epochs and a one-repetition benchmark: a whole job in seconds
@@ -220,8 +221,8 @@ def test_selfsup_criterion_scores_each_checkpoint_on_the_validation_measurements
 def test_frozen_priors_keep_their_weights_through_fine_tuning(make_cfg, dense_ckpt):
     cfg = make_cfg("finetune=selfsup", "finetune.frozen_priors=[sens]", f"ckpt_path={dense_ckpt}", *SHORT_FINETUNE)
     out = run(cfg)
-    dense = Run(cfg).load_network(dense_ckpt)[0].priors()
-    tuned = Run(cfg).load_network(out["finetuned_checkpoint"])[0].priors()
+    dense = prepare(cfg).networks.load(dense_ckpt)[0].priors()
+    tuned = prepare(cfg).networks.load(out["finetuned_checkpoint"])[0].priors()
     kept = dense["sens"].state_dict()  # (the weight average of a constant rounds to it within float precision)
     assert all(torch.allclose(v, kept[k], rtol=0, atol=1e-6) for k, v in tuned["sens"].state_dict().items())
     last = dense["cascade0"].state_dict()["up_conv.1.1.bias"], tuned["cascade0"].state_dict()["up_conv.1.1.bias"]
@@ -255,7 +256,7 @@ def test_weight_averaging_is_what_fine_tuning_selects_and_the_report_tests(make_
     assert checkpoint["averaging_state"]["n_averaged"] > 1
     moved = [k for k in trained if k.startswith("network.") and not torch.equal(trained[k], averaged[k])]
     assert moved  # the checkpoint keeps the average, not the last step's weights
-    tested, _ = Run(cfg).load_network(Path(out["finetuned_checkpoint"]))
+    tested, _ = prepare(cfg).networks.load(Path(out["finetuned_checkpoint"]))
     for name, value in tested.state_dict().items():
         assert torch.equal(value, averaged[f"network.{name}"])
 
@@ -273,9 +274,9 @@ def test_scratch_baselines_train_the_pruned_architecture_from_a_fresh_start(
     cfg = make_cfg(f"finetune={strategy}", f"ckpt_path={dense_ckpt}", "finetune.budget=total", *SHORT_FINETUNE)
     out = run(cfg)
     assert list(out["models"])[-1] == label and out["strategy"] == strategy and out["finetuned_model"] == label
-    r = Run(cfg)
-    pruned, structure = r.load_network(Path(out["pruned_checkpoint"]))
-    fresh, again = fresh_network(r, structure), fresh_network(r, structure)
+    r = prepare(cfg)
+    pruned, structure = r.networks.load(Path(out["pruned_checkpoint"]))
+    fresh, again = fresh_network(r.networks, structure, r.cfg.seed), fresh_network(r.networks, structure, r.cfg.seed)
     kept, start = pruned.state_dict(), fresh.state_dict()
     assert {k: v.shape for k, v in kept.items()} == {k: v.shape for k, v in start.items()}
     assert all(torch.equal(start[k], again.state_dict()[k]) for k in start)  # seeded: the same start each time

@@ -217,9 +217,9 @@ def test_given_low_resolution_images_are_paired_by_name(tmp_path):
 
 def test_training_pairs_are_what_the_physics_measures(make_cfg):
     """Augmenting a measured pair would move the decimation grid: every training LR patch must equal A(HR)."""
-    from spade_pl.job.pipeline import Run
+    from spade_pl.job.pipeline import prepare
 
-    dataset = Run(make_cfg("problem=sr", "problem.noise_std=0", "debug=fdr")).datamodule._dataset("train", "train")
+    dataset = prepare(make_cfg("problem=sr", "problem.noise_std=0", "debug=fdr")).datamodule._dataset("train", "train")
     torch.manual_seed(0)
     for index in range(8):  # random crops, flips and quarter turns
         sample = dataset[index]

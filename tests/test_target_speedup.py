@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import RunFailure, SpadeInputError
 from spade_pl.job.pipeline import run
 from spade_pl.pruning.target import MAX_RATIO, RESOLUTION, largest_ratio, smallest_ratio_reaching
 
@@ -39,7 +39,7 @@ def test_a_lucky_timing_is_not_accepted():
 
 
 def test_an_unreachable_target_is_one_line():
-    with pytest.raises(SpadeInputError, match=r"prune.target_speedup=500 is out of reach .* measured 100.00x"):
+    with pytest.raises(RunFailure, match=r"prune.target_speedup=500 is out of reach .* measured 100.00x"):
         smallest_ratio_reaching(500, speedup_of_macs)
 
 

@@ -17,8 +17,8 @@ from spade_pl.core.errors import SpadeInputError
 from spade_pl.job.pipeline import run
 from spade_pl.reporting.dashboard import build_workspace, spec_json
 from spade_pl.reporting.dashboard import main as dashboard_main
+from spade_pl.reporting.results import summary_record
 from spade_pl.training.teacher_cache import TeacherCache
-from spade_pl.training.tracking import summary_record
 from wandb_records import flatten, run_contents
 
 

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from spade_pl.core.errors import SpadeInputError, message_of, print_error
+from spade_pl.core.errors import RunFailure, SpadeInputError, message_of, print_error
 
 log = logging.getLogger("spade_pl")
 #: a write failing for these reasons is the machine's state, not a bug: one line, exit 2
@@ -45,7 +45,8 @@ def optimized_value(cfg: DictConfig, results: dict) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Run one job. Bad input is one line: exit 2 for a single run; in a sweep, the job fails and the others run."""
+    """Run one job. Bad input is one line and exit 2; a run failure one line, exit 1 and its traceback in the job's
+    log file. In a sweep the job fails and the others run."""
     from spade_pl.job.pipeline import run  # after Hydra has parsed the command line: fast --help
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's root handlers print + file them
@@ -54,6 +55,13 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return optimized_value(cfg, run(cfg))
+    except RunFailure as err:
+        logs = traceback_to_log_files(err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        where = f" (traceback in {', '.join(logs)})" if logs else ""
+        print_error(f"the run failed: {one_line(err)}{where}")
+        sys.exit(1)
     except (SpadeInputError, OSError) as err:
         if isinstance(err, OSError) and err.errno not in FULL_OR_READ_ONLY:
             raise
@@ -62,6 +70,17 @@ def main(cfg: DictConfig) -> float | None:
             raise  # Hydra marks this job failed and reports it after the sweep's other jobs have run
         print_error(one_line(err))
         sys.exit(2)
+
+
+def traceback_to_log_files(err: BaseException) -> list[str]:
+    """Write ``err`` with its traceback to the job's log files only (Hydra's file handlers; the screen gets one
+    line); returns their paths."""
+    record = logging.LogRecord("spade_pl", logging.ERROR, __file__, 0, "the run failed: %s", (one_line(err),), None)
+    record.exc_info = (type(err), err, err.__traceback__)
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for handler in files:
+        handler.handle(record)
+    return [h.baseFilename for h in files]
 
 
 def one_line(err: BaseException) -> str:

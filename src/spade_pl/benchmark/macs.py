@@ -76,7 +76,8 @@ def profile(network: MBDLNetwork, y: Tensor, physics: Physics) -> dict[str, Any]
 def speedup_cap(result: dict[str, Any]) -> dict[str, Any] | None:
     """What pruning left alone and the MAC speed-up it caps: the dense MACs of every part whose MACs pruning
     did not reduce (unpruned priors, FFTs, other layers), their share and ``total / untouched`` (the speed-up
-    if the pruned priors cost nothing). None for a result without the parts (older benchmark.json files)."""
+    if the pruned priors cost nothing). None for a result without the parts (a benchmark.json written before
+    they were recorded)."""
     dense, pruned = result["dense"].get("macs_parts"), result["pruned"].get("macs_parts")
     if dense is None or pruned is None:
         return None

@@ -30,7 +30,7 @@ _KEEP_AND_DEFAULT = {
 def malloc_keeps_allocations(wanted: bool = True) -> Iterator[bool]:
     """Within: glibc malloc never returns memory to the OS (no mmap, no trimming); yields whether that holds
     (False where the C library is not glibc, or not ``wanted``). glibc's defaults are set back on exit, so a
-    process that goes on (a sweep's joblib worker, a notebook) allocates as before."""
+    process that goes on (a sweep's joblib worker, a notebook) allocates as it did before the benchmark."""
     libc = None
     if wanted:
         try:

@@ -147,7 +147,7 @@ def _timing_flags(settings: BenchmarkSettings) -> Iterator[bool]:
     """``settings.threads``, cuDNN's per-shape algorithm choice, the instance norms' measured kernels and
     (``keep_allocations``, CPU) malloc keeping its memory while timing; yields whether malloc keeps it. All
     restored afterwards, so that a process that goes on (a sweep's joblib worker runs the next job in it)
-    computes as before."""
+    computes as it did before the benchmark."""
     cudnn, threads = torch.backends.cudnn, torch.get_num_threads()
     keep = settings.keep_allocations and settings.torch_device().type == "cpu"
     torch.set_num_threads(settings.threads)

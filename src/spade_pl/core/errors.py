@@ -1,4 +1,11 @@
-"""One error type for bad user input, so the CLI can print it as a single line instead of a traceback."""
+"""The two kinds of failure a user meets, told apart so the CLI can treat each as it deserves.
+
+:class:`SpadeInputError`: bad input (a config value, a data file, a checkpoint); the message names the value
+and what is allowed, and is all the user needs: one line, exit code 2, no traceback.
+:class:`RunFailure`: the run itself failed on valid input (training diverged, a solver blew up, a compiled
+runtime changed the output, a measured target was out of reach); one line on screen, exit code 1, and the
+traceback in the run's log file, where a user looking into it needs it.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +16,20 @@ class SpadeInputError(ValueError):
     """Bad user input (config value, data file, checkpoint): the message names the value and what is allowed."""
 
 
-def message_of(err: SpadeInputError) -> str:
+class RunFailure(RuntimeError):
+    """The run failed on valid input; the message says what happened and what to try."""
+
+
+def message_of(err: BaseException) -> str:
     """The one-line message, also when a data-loader worker raised it (PyTorch re-raises the error in the main
     process with the worker's whole traceback as its message; the original message is its last line)."""
     text = str(err).strip()
     if "Original Traceback" not in text:
         return text
     last = text.splitlines()[-1]
-    return last.split(f"{SpadeInputError.__name__}: ", 1)[-1]
+    for kind in (SpadeInputError, RunFailure):
+        last = last.split(f"{kind.__name__}: ", 1)[-1]
+    return last
 
 
 def require_int(key: str, value: object, minimum: int) -> None:

@@ -109,6 +109,15 @@ class SplitDataModule(L.LightningDataModule):
         self.datasets: dict[tuple[str, str], Dataset] = {}
         self.fit_splits = ("train", "val")  # what train_dataloader / val_dataloader read
         self.eval_split = "test"  # what test_dataloader reads
+        #: what the job's network needs of every file (``MBDLNetwork.needs_for``), and who, for the message
+        self.needs: frozenset[str] = frozenset()
+        self.needed_by = ""
+
+    def require(self, needs: frozenset[str], needed_by: str) -> None:
+        """The network ``needed_by`` needs ``needs`` of the data's physics: files that lack any of it are refused
+        in one line when the datasets are built (before any training). Capabilities a file cannot lack are
+        the physics type's, checked before the data is built."""
+        self.needs, self.needed_by = frozenset(needs), needed_by
 
     @abstractmethod
     def build_dataset(self, split: str, purpose: str) -> Dataset:

@@ -1,20 +1,27 @@
-"""Checks of config values that would otherwise fail late, deep, or silently wrong (``max_epochs=-1`` means
-"train forever" to Lightning, ``num_cascades=0`` builds a network without cascades, ``seed=abc`` is a
-traceback): each bad value is one line naming the key, the value and what is allowed, before any work."""
+"""Checks before any work: config values that would otherwise fail late, deep, or silently wrong
+(``max_epochs=-1`` means "train forever" to Lightning, ``num_cascades=0`` builds a network without cascades,
+``seed=abc`` is a traceback), then the data against the network and the physics against itself. Each bad value
+is one line naming the key or file, the value and what is allowed."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import Tensor
 
 from spade_pl.benchmark.settings import BenchmarkSettings
-from spade_pl.core.errors import SpadeInputError, require, require_int
-from spade_pl.job.stages.finetune import adaptation_recipe
-from spade_pl.training.trainers import build
+from spade_pl.core.errors import require, require_int
+from spade_pl.data.splits import SplitDataModule
+from spade_pl.job.recipe import FinetuneRecipe
+from spade_pl.models.base import MBDLNetwork
+from spade_pl.physics.base import MissingOperatorData, Physics
+from spade_pl.pruning.settings import PruneSettings
+from spade_pl.reporting.metrics import min_scored_size
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -67,17 +74,10 @@ def check_network_fits(cfg: DictConfig) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
+    """Every config value a job reads, before the data is built (one line for the first bad one)."""
     check_network_fits(cfg)
     require_int("seed", cfg.seed, 0)
-    require(
-        cfg.get("eval_split") in ("val", "test"), f"eval_split={cfg.get('eval_split')!r} is invalid; allowed: val, test"
-    )
-    init = cfg.finetune.get("init", "pruned")
-    require(init in ("pruned", "scratch"), f"finetune.init={init!r} is invalid; allowed: pruned, scratch")
-    budget = cfg.finetune.get("budget", "finetune")
-    require(budget in ("finetune", "total"), f"finetune.budget={budget!r} is invalid; allowed: finetune, total")
-    data = cfg.finetune.get("data", "train")
-    require(data in ("train", "test"), f"finetune.data={data!r} is invalid; allowed: train, test (test-time)")
+    recipe = FinetuneRecipe.from_config(cfg.finetune)
     sections = {"pretrain": cfg.get("pretrain") or {}, "finetune": cfg.finetune}
     if cfg.finetune.get("test_time"):
         sections["finetune.test_time"] = cfg.finetune.test_time
@@ -98,22 +98,70 @@ def check_config(cfg: DictConfig) -> None:
                 _is_number(decay) and decay >= 0,
                 f"{section}.optimizer.weight_decay={decay!r} is invalid; allowed: finite numbers >= 0",
             )
-    check_objectives(cfg.finetune)
+    recipe.check_objectives(cfg.finetune)
     check_network(OmegaConf.to_container(cfg.network.model, resolve=True))
     BenchmarkSettings(**cfg.benchmark)  # validates itself
     check_trainer(cfg.trainer)
+    check_processes(cfg.trainer.devices, PruneSettings.from_config(cfg.prune))
 
 
-def check_objectives(recipe: DictConfig) -> None:
-    """Build the fine-tuning objective, and the test-time adaptation's, once: a bad value in either is one
-    line now, not after the teacher has trained."""
-    if recipe.get("objective"):
-        build(recipe.objective)
-    if recipe.get("test_time") and recipe.get("objective"):
-        try:
-            build(adaptation_recipe(recipe).objective)
-        except SpadeInputError as err:
-            raise SpadeInputError(f"with finetune.test_time merged on (test-time adaptation): {err}") from None
+def check_processes(devices: Any, prune: PruneSettings) -> None:
+    """Structure choices made by timing need one process: every rank would time, and may choose, its own."""
+    if devices in (1, "auto", None):
+        return
+    require(
+        prune.target_speedup is None,
+        f"prune.target_speedup needs one process (trainer.devices={devices}): choose the ratio with "
+        f"stage=benchmark prune.target_speedup=..., then pass prune.ratio=...",
+    )
+    require(
+        prune.round_to != "auto",
+        f"prune.round_to=auto needs one process (trainer.devices={devices}): choose the multiple "
+        f"with stage=benchmark prune.round_to=auto, then pass prune.round_to=...",
+    )
+
+
+def check_data(cfg: DictConfig, datamodule: SplitDataModule, network: MBDLNetwork) -> None:
+    """The data fits the job: its images are at least as large as the network takes and the metrics score (one
+    line before any training, which would otherwise train into NaN or fail in the first validation), and its
+    physics passes :func:`check_adjoint` on the first evaluated sample."""
+    batch = datamodule.first_eval_batch()
+    problem = cfg.problem
+    checks = (
+        (batch.physics().image_size(batch.y), network.min_image_size(), network_choice(cfg)),
+        (
+            tuple(batch.target.shape[-2:]),
+            min_scored_size(problem.metric_convention, problem.get("metric_border", 0)),
+            "scoring",
+        ),
+    )
+    for (height, width), (smallest, why), who in checks:
+        require(
+            min(height, width) >= smallest,
+            f"the {datamodule.eval_split} images ({batch.fname[0]}) are {height} x {width} pixels; "
+            f"{who} takes at least {smallest} x {smallest}: {why}",
+        )
+    check_adjoint(batch.physics(), batch.y, f"problem={problem.name}")
+
+
+def check_adjoint(physics: Physics, y: Tensor, who: str, tolerance: float = 1e-3) -> None:
+    """``<A x, v> = <x, A^H v>`` on random ``x`` and ``v`` (real inner products of the stored tensors): a
+    physics whose ``A_adjoint`` is not the adjoint of ``A`` would train every network on a wrong gradient. A
+    physics that lacks data for ``A`` (MRI without coil maps, for a network that estimates them) is skipped."""
+    generator = torch.Generator().manual_seed(0)
+    try:
+        x = torch.randn(physics.A_adjoint(y).shape, generator=generator, dtype=y.dtype)
+        v = physics.apply_mask(torch.randn(y.shape, generator=generator, dtype=y.dtype))
+        forward, backward = (physics.A(x) * v).sum().item(), (x * physics.A_adjoint(v)).sum().item()
+    except MissingOperatorData:
+        return
+    gap = abs(forward - backward) / max(abs(forward), abs(backward), 1e-12)
+    require(
+        gap <= tolerance,
+        f"{who}'s physics ({type(physics).__name__}) fails the adjoint test: <A x, v> = {forward:.6g} but "
+        f"<x, A_adjoint v> = {backward:.6g} (relative gap {gap:.1e} > {tolerance:g}); A_adjoint must be the "
+        f"adjoint of A",
+    )
 
 
 def check_trainer(trainer: DictConfig) -> None:

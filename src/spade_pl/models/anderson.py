@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spade_pl.core.errors import SpadeInputError, require
+from spade_pl.core.errors import RunFailure, require
 
 #: The denominator guard of the relative residual ``||f(x) - x|| / (EPS + ||f(x)||)`` (SPADE reference).
 RESIDUAL_EPS = 1e-5
@@ -25,7 +25,7 @@ def validate_solver_settings(memory: int, reg: float, mixing: float, tol: float,
 
 def _require_finite(t: Tensor, iteration: int, what: str) -> None:
     if not bool(torch.isfinite(t).all()):
-        raise SpadeInputError(
+        raise RunFailure(
             f"DEQ solver produced a non-finite iterate at iteration {iteration}; {what} is NaN/inf, so the fixed-point "
             f"map diverges here (lower network.model.gamma_init or the learning rate, or check the data scaling)"
         )

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from spade_pl.core.errors import SpadeInputError, require
-from spade_pl.physics.base import MeasurementView, Physics
+from spade_pl.physics.base import DATA_TERM, MeasurementView, MissingOperatorData, Physics
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,9 @@ class MBDLNetwork(nn.Module, ABC):
     fixes (2 = real, imaginary) and which pruning must leave whole.
     """
 
-    #: True when the network needs coil maps from the data (physics.maps); False when it estimates them.
-    needs_maps: bool = False
-    #: what the network needs of a physics beyond the contract (``spade_pl.physics.base.MULTICOIL_KSPACE``, ...):
-    #: a problem whose physics does not provide it all is refused in one line before any work
+    #: what the network needs of a physics beyond the contract (``spade_pl.physics.base.MULTICOIL_KSPACE``,
+    #: ``COIL_MAPS`` with the data, ``DATA_TERM`` for whatever the physics' data term needs): a problem whose physics
+    #: does not provide it all is refused in one line before any work, a data file that lacks it before training
     needs: frozenset[str] = frozenset()
     #: priors that pruning leaves dense unless asked (``prune.include_sensitivity_net``, ``prune.priors``), e.g.
     #: E2E-VarNet's sensitivity net, whose maps every cascade depends on
@@ -71,9 +70,16 @@ class MBDLNetwork(nn.Module, ABC):
         return 1, "any size"
 
     @classmethod
+    def needs_for(cls, physics: type[Physics]) -> frozenset[str]:
+        """What this network needs of ``physics`` and its data: :attr:`needs`, with ``DATA_TERM`` replaced by
+        what the physics' data term needs (multi-coil MRI: coil maps)."""
+        uses_data_term = DATA_TERM in cls.needs
+        return (cls.needs - {DATA_TERM}) | (physics.data_term_needs if uses_data_term else frozenset())
+
+    @classmethod
     def missing_from(cls, physics: type[Physics]) -> list[str]:
         """What this network needs that ``physics`` does not provide (empty: it fits)."""
-        return sorted(cls.needs - physics.provides)
+        return sorted(cls.needs_for(physics) - physics.provides)
 
     @classmethod
     def constructor_arguments(cls) -> list[str]:
@@ -118,10 +124,10 @@ class MBDLNetwork(nn.Module, ABC):
             operator = (reference if reference is not None else self).measurement_physics(y, physics)
         try:
             operator = operator.frozen()
-        except ValueError as err:
+        except MissingOperatorData as err:
             raise SpadeInputError(
-                f"self-supervised fine-tuning needs the forward operator A ({err}); {type(self).__name__} does "
-                f"not estimate what is missing: compute ESPIRiT maps for the data"
+                f"self-supervised fine-tuning needs the forward operator A, which needs {err.what}; "
+                f"{type(self).__name__} does not estimate them and the data has none: {err.remedy}"
             ) from None
         return MeasurementView(
             operator=operator,

@@ -8,12 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spade_pl.core.errors import require
+from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.models.anderson import anderson, validate_solver_settings
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.edsr import EDSR
-from spade_pl.models.varnet.given_maps import require_maps
-from spade_pl.physics.base import DataTerm, Physics
+from spade_pl.physics.base import DATA_TERM, DataTerm, MissingOperatorData, Physics
 
 
 class DEQNotConvergedWarning(RuntimeWarning):
@@ -42,7 +41,7 @@ class DEQ(MBDLNetwork):
     never uses; it is deliberately not reproduced, so the paper size has 999,426 + 2 parameters, not 999,429.
     """
 
-    needs_maps = True  # on MRI data: the data's (or ESPIRiT) coil maps
+    needs = frozenset({DATA_TERM})  # on MRI data: the data's (or ESPIRiT) coil maps
     iterative = True
 
     def __init__(
@@ -82,9 +81,10 @@ class DEQ(MBDLNetwork):
         )
         try:
             term = physics.data_term(y)
-        except ValueError:  # MRI data without coil maps: say how to get them
-            require_maps(physics, "deq")
-            raise
+        except MissingOperatorData as err:  # MRI data without coil maps: say how to get them
+            raise SpadeInputError(
+                f"network=deq needs {err.what} with the data, and this data has none; {err.remedy}"
+            ) from None
         with torch.no_grad():
             x0 = term.init()  # A^H y
             x_star, stats = anderson(lambda x: self.fixed_point_map(x, term), x0, **self.solver_settings)

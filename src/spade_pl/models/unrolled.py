@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from spade_pl.core.errors import require
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.resunet import ResUNet
-from spade_pl.physics.base import CLOSED_FORM_PROX, Physics
+from spade_pl.physics.base import CLOSED_FORM_PROX, DATA_TERM, Physics
 
 
 class UnrolledHQS(MBDLNetwork):
@@ -20,7 +20,9 @@ class UnrolledHQS(MBDLNetwork):
     ``exp(log_alpha)``). Priors ``iter0`` .. ``iter{K-1}``, addressed by name like the MRI cascades.
     """
 
-    needs = frozenset({CLOSED_FORM_PROX})  # a conjugate-gradient prox per iteration would cost what it unrolls
+    needs = frozenset(
+        {CLOSED_FORM_PROX, DATA_TERM}
+    )  # a conjugate-gradient prox per iteration would cost what it unrolls
 
     def __init__(
         self,

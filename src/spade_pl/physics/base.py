@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from spade_pl.core.errors import SpadeInputError
 from spade_pl.physics.equivariance import Rotations, TransformGroup
 
 
@@ -76,15 +77,37 @@ class DataTerm:
 MULTICOIL_KSPACE = "multi-coil k-space measurements"
 COIL_MAPS = "coil maps"
 CLOSED_FORM_PROX = "a closed-form proximal data step"
+#: a network that iterates with ``physics.data_term(y)`` needs whatever the physics needs for it
+#: (:attr:`Physics.data_term_needs`: multi-coil MRI's coil maps)
+DATA_TERM = "the physics' data term"
+
+
+class MissingOperatorData(SpadeInputError):
+    """The operator lacks data that an operation needs (multi-coil MRI without coil maps): ``what`` is missing
+    and ``remedy`` says how to get it. Networks catch this type, never a plain ``ValueError``, and name
+    themselves in the one line the user reads."""
+
+    def __init__(self, what: str, remedy: str):
+        super().__init__(f"this operation needs {what}, and the data has none; {remedy}")
+        self.what, self.remedy = what, remedy
 
 
 class Physics(ABC):
-    """See the module docstring."""
+    """See the module docstring. Two things beyond the methods: a physics is a (frozen) dataclass, so that a
+    fixed acquisition's integer fields can be pinned for an exported trace or a CUDA graph
+    (``dataclasses.fields`` / ``replace``), and its ``mask`` field is the measured subset that
+    :meth:`with_mask` and :meth:`split` work on (measurement splitting reads the held-out part's ``mask``)."""
+
+    #: the measured subset of the measurements (True where measured); None: all of them
+    mask: Tensor | None
 
     #: channels of the image a CNN prior sees (MRI: 2 = real, imaginary; SR: 1 or 3 colour channels)
     channels: int = 1
     #: what this physics provides beyond the contract (:data:`MULTICOIL_KSPACE`, ...), for networks that need it
     provides: frozenset[str] = frozenset()
+    #: what ``data_term`` needs of the data (:data:`COIL_MAPS` for multi-coil MRI), for networks that need
+    #: :data:`DATA_TERM`; the datamodule checks every file for it before any work
+    data_term_needs: frozenset[str] = frozenset()
 
     @abstractmethod
     def A(self, x: Tensor) -> Tensor: ...  # noqa: N802 (operator notation)

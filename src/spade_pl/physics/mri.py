@@ -15,7 +15,14 @@ import torch
 from torch import Tensor
 
 from spade_pl.core.safe_math import root_sum_of_squares
-from spade_pl.physics.base import COIL_MAPS, MULTICOIL_KSPACE, DataTerm, MeasurementView, Physics
+from spade_pl.physics.base import (
+    COIL_MAPS,
+    MULTICOIL_KSPACE,
+    DataTerm,
+    MeasurementView,
+    MissingOperatorData,
+    Physics,
+)
 
 
 def _complex(x: Tensor) -> Tensor:
@@ -140,10 +147,13 @@ class MultiCoilMRI(Physics):
     num_low_frequencies: int | None = None
     channels: int = 2
     provides = frozenset({MULTICOIL_KSPACE, COIL_MAPS})
+    data_term_needs = frozenset({COIL_MAPS})
 
     def _require_maps(self) -> Tensor:
         if self.maps is None:
-            raise ValueError("this operation needs coil sensitivity maps, and this MultiCoilMRI has none")
+            raise MissingOperatorData(
+                "coil sensitivity maps", "compute ESPIRiT maps with `python -m spade_pl.data.mri.espirit DATA_FOLDER`"
+            )
         return self.maps
 
     def A(self, x: Tensor) -> Tensor:  # noqa: N802 (operator notation)

@@ -12,7 +12,13 @@ from spade_pl.physics.base import Physics
 
 
 class Sample(Protocol):
-    """A collated batch: measurements, ground truth, keys, and the problem's view of them."""
+    """A collated batch: measurements, ground truth, keys, and the problem's view of them.
+
+    A sample is a ``NamedTuple``: the benchmark and the export rebuild one field by field
+    (``type(batch)(*fields)``) to move it to a device, repeat a slice or join a volume's slices, and the
+    default collate keeps its type."""
+
+    _fields: tuple[str, ...]  # what a NamedTuple has: the fields, in order
 
     target: Tensor  # ground truth in the space of image(): only supervised training and reports read it
     fname: list[str]  # volume / image name of each item

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import RunFailure
 
 log = logging.getLogger(__name__)
 #: the largest ratio tried: a network with 10% of its channels is as far as structured pruning sensibly goes
@@ -64,8 +64,8 @@ def smallest_ratio_reaching(
         log.info("[prune] target %.2fx: ratio %.3f measured %.2fx", target, ratio, speedup)
         return lowest[ratio]
 
-    def out_of_reach() -> SpadeInputError:
-        return SpadeInputError(
+    def out_of_reach() -> RunFailure:
+        return RunFailure(
             f"prune.target_speedup={target} is out of reach on this device: pruning {max_ratio:.0%} of the channels "
             f"measured {lowest[max_ratio]:.2f}x; allowed: a target up to about that"
         )

@@ -8,7 +8,8 @@ and the sizes, so it is measured: each candidate multiple (torch-pruning's ``rou
 kept count down) prunes a copy of the dense network, and all candidates are timed together, interleaved, as
 the benchmark times (layout, runtime). Rounding down removes more than the ratio asks for, so a candidate
 may cost at most ``MAX_MAC_LOSS`` of the unrounded network's prior MACs, and it is chosen only if it is at
-least ``MIN_GAIN`` faster than no rounding (a smaller gain is within this machine's timing noise).
+least ``MIN_GAIN`` faster than no rounding (a smaller gain is within the timing noise of a 2-core CPU:
+experiments/LOG.md).
 """
 
 from __future__ import annotations

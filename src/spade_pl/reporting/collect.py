@@ -34,7 +34,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from spade_pl.core.atomic_io import atomic_write, atomic_write_text
-from spade_pl.training.tracking import summary_record
+from spade_pl.reporting.results import summary_record
 
 log = logging.getLogger(__name__)
 STRATEGY_STYLE = {

@@ -7,20 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 from spade_pl.benchmark.macs import speedup_cap, speedup_cap_line
-
-DENSE = "dense"
+from spade_pl.reporting.results import DENSE, final_role, roles_of
 
 
 def run_summary(results: dict[str, Any]) -> dict[str, Any] | None:
-    """Dense vs the last model tested (the fine-tuned one, else the one-shot prune) and the benchmark; None
-    when the run lacks either (a single-model test, a run that pruned nothing)."""
-    models, bench = results.get("models", {}), results.get("benchmark")
-    if DENSE not in models or bench is None:
+    """Dense vs the pruned model the job ends with (the fine-tuned one, else the one-shot prune) and the
+    benchmark; None when the run lacks either (a single-model test, a run that pruned nothing)."""
+    bench, roles, final_role_name = results.get("benchmark"), roles_of(results), final_role(results)
+    if DENSE not in roles or final_role_name is None or bench is None:
         return None
-    final_name = list(models)[-1]
-    if final_name == DENSE:
-        return None
-    dense, final = models[DENSE]["mean"], models[final_name]["mean"]
+    final_name = roles[final_role_name]
+    dense, final = results["models"][roles[DENSE]]["mean"], results["models"][final_name]["mean"]
     summary: dict[str, Any] = {
         "model": final_name,
         "split": results.get("split", "test"),

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from spade_pl.core.distributed import gather_unique
-from spade_pl.core.errors import SpadeInputError, require
+from spade_pl.core.errors import RunFailure, SpadeInputError, require
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.objectives.base import Objective
 from spade_pl.physics.sample import Sample
@@ -26,7 +26,7 @@ from spade_pl.training.image_logging import log_panel, panel
 from spade_pl.weights.load import NETWORK_CONFIG_KEY, PRUNING_KEY
 
 
-class NonFiniteLossError(SpadeInputError):
+class NonFiniteLossError(RunFailure):
     """Training produced a NaN/inf loss; the last good checkpoint is kept and training stops."""
 
 

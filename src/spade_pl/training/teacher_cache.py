@@ -67,7 +67,7 @@ def teacher_key(cfg: DictConfig) -> str:
     for section, keys in RUN_ENVIRONMENT.items():
         for key in keys:
             shaping[section].pop(key, None)
-    if cfg.allow_tf32:  # TF32 arithmetic trains a (slightly) different model; off keeps older keys
+    if cfg.allow_tf32:  # TF32 arithmetic trains a (slightly) different model; off adds nothing to the key
         shaping["allow_tf32"] = True
     blob = json.dumps(_keyed(shaping), sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]

@@ -1,7 +1,8 @@
 """Experiment tracking: per-stage loggers that carry the whole config, and one summary record per job.
 
 Every stage of a job (pre-training, each test, fine-tuning) gets its own logger run (W&B ``job_type`` = the
-stage), and the job ends with a ``summary`` run holding the headline numbers (:func:`summary_record`) and the
+stage), and the job ends with a ``summary`` run holding the headline numbers
+(:func:`spade_pl.reporting.results.summary_record`) and the
 reconstruction panel. All of them carry the job's resolved config (W&B shows it with flattened keys:
 ``prune.ratio``, ``finetune.name``, ``choice.network``, ...), grouped by the sweep (or the single run) — what
 W&B's grouping, filters, parallel-coordinates and scatter panels need.
@@ -18,12 +19,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
-
-# how the pipeline names a model -> its role in a job, whatever the problem and strategy; the problem's classical
-# reconstruction (results.json's first model, named by problem.baseline) is "baseline", the fine-tuned one
-# (results.json's finetuned_model) "finetuned"
-ROLES = {"dense": "dense", "pruned (one-shot)": "one_shot", "model": "model"}
-BENCHMARK_KEYS = ("speedup_forward", "speedup_priors", "mac_bound_forward", "measured_over_bound")
 
 
 def hydra_runtime() -> DictConfig | None:
@@ -55,43 +50,6 @@ def job_config(cfg: DictConfig, group: str, job: str) -> dict[str, Any]:
         config["choice"] = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")}
     config["job"] = {"group": group, "name": job}
     return config
-
-
-def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The headline numbers of one job as flat keys: ``dense/psnr``, ``finetuned/delta_psnr``, ``speedup_forward``...
-
-    Models are named by role, not by strategy, so records of a sweep line up in one table or scatter plot.
-    """
-    finetuned = results.get("finetuned_model")  # results.json names its fine-tuned model and its strategy
-    strategy = results.get("strategy", "none")
-    record: dict[str, Any] = {"ratio": results.get("prune", {}).get("ratio"), "strategy": strategy}
-    if "seed" in results:
-        record["seed"] = results["seed"]
-        record["setting"] = " ".join(sorted(o for o in results.get("overrides", []) if not o.startswith("seed=")))
-    if finetuned:
-        record["finetuned_label"] = finetuned
-    if transfer := results.get("transfer"):  # scored on other measurements than trained on: says so in every row
-        record["scored_on"] = " ".join(f"{k}={v}" for k, v in transfer.get("eval_mask", transfer).items())
-    dense_psnr = results["models"].get("dense", {}).get("mean", {}).get("psnr")
-    baseline = next(iter(results["models"]))  # the report puts the problem's classical reconstruction first
-    for name, entry in results["models"].items():
-        role = "finetuned" if name == finetuned else "baseline" if name == baseline else ROLES.get(name, name)
-        record[f"{role}/psnr"] = entry["mean"]["psnr"]
-        record[f"{role}/ssim"] = entry["mean"]["ssim"]
-        if dense_psnr is not None and role != "dense":
-            record[f"{role}/delta_psnr"] = entry["mean"]["psnr"] - dense_psnr
-    bench = results.get("benchmark")
-    if bench:
-        record.update({key: bench[key] for key in BENCHMARK_KEYS})
-        for model in ("dense", "pruned"):
-            record[f"{model}/params"] = bench[model]["params"]
-            record[f"{model}/macs_forward"] = bench[model]["macs_forward"]
-            record[f"{model}/forward_ms"] = bench[model]["forward_ms"]
-            if "peak_forward_bytes" in bench[model]:  # benchmarks written before memory was measured lack it
-                record[f"{model}/peak_forward_mib"] = bench[model]["peak_forward_bytes"] / 2**20
-        if "memory_ratio" in bench:
-            record["memory_ratio"] = bench["memory_ratio"]
-    return record
 
 
 class Tracking:

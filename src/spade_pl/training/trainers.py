@@ -11,14 +11,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from spade_pl.core.atomic_io import atomic_torch_save, atomic_write_json
 from spade_pl.core.distributed import place_on_gpus
-from spade_pl.core.errors import SpadeInputError, require
+from spade_pl.core.errors import require
+from spade_pl.core.instantiate import build
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.training.lightning_module import ReconModule
@@ -29,16 +28,6 @@ from spade_pl.weights.checkpoint_files import SafeCheckpointIO, read_checkpoint
 log = logging.getLogger(__name__)
 #: the training config of a module that only evaluates
 NO_TRAINING = OmegaConf.create({})
-
-
-def build(node: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate``, but our own input errors surface as themselves (one line), not wrapped."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, SpadeInputError):
-            raise err.__cause__ from None
-        raise
 
 
 def weight_averaging(decay: float | None) -> list[Callback]:

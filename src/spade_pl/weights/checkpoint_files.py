@@ -34,7 +34,9 @@ def read_checkpoint(path: str | Path) -> Any:
             f"checkpoint {path} cannot be read safely: it holds a pickled {refused.group(1)}, which weights_only=True "
             f"refuses; allowed: tensors and plain containers, e.g. torch.save(model.state_dict(), path)"
         ) from None
-    except Exception as err:  # noqa: BLE001 - any other unpickling failure is a bad file to the user
+    except OSError:
+        raise  # the disk's or the folder's state (no permission, I/O error): the disk handler says which
+    except (RuntimeError, EOFError, ValueError) as err:  # torch's reader on a truncated or foreign file
         detail = str(err).split(". ")[0]
         raise SpadeInputError(
             f"checkpoint {path} cannot be read safely: it is truncated or not a PyTorch file ({type(err).__name__}: "

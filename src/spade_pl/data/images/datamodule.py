@@ -189,7 +189,6 @@ class ImageDataModule(SplitDataModule):
         lr_root: str | None = None,
         lr_suffix: str = "",
         builder: EmbeddedImagesBuilder | None = None,
-        require_maps: str | None = None,  # the MRI option; images carry no coil maps and need none
     ):
         super().__init__(batch_size, num_workers)
         require(root is not None or builder is not None, "data.root is not set; point it at a folder of images")
@@ -241,7 +240,7 @@ class ImageDataModule(SplitDataModule):
         return default_collate([SRSample(lr, target, self.kernel, self.scale, "synthetic", 0)])
 
 
-# scikit-image's bundled images (no download), split by image; the test images are those GUIDE.md measured
+# scikit-image's bundled images (no download), split by image; camera, coffee and moon are the test images
 EMBEDDED_SPLITS = {
     "train": (
         "astronaut",

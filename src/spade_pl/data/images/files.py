@@ -66,7 +66,7 @@ def _pixels(path: Path, channels: int) -> np.ndarray:
         if image.format == "PNG" and image.mode in ("RGB", "RGBA", "LA") and ";16" in rawmode:
             return _png16(path)
         if image.mode in ("1", "L", "LA", "RGB", "RGBA", "P", "CMYK", "YCbCr", "PA", "La", "RGBa"):
-            # 8 bits per channel: Pillow's own conversion, exactly as before
+            # 8 bits per channel: Pillow's own conversion
             return np.asarray(image.convert("L" if channels == 1 else "RGB"))
         if image.mode.startswith("I;16"):
             return np.asarray(image).astype(np.uint16)

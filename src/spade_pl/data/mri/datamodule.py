@@ -18,6 +18,7 @@ from spade_pl.data.mri.espirit import espirit_cache_dir, espirit_command
 from spade_pl.data.mri.hdf5 import SENS_MAPS_KEY, check_multicoil_file
 from spade_pl.data.mri.slice_transform import MRISample, MRISliceTransform
 from spade_pl.data.splits import SplitDataModule, Splits
+from spade_pl.physics.base import COIL_MAPS
 from spade_pl.physics.masks import build_mask_func
 from spade_pl.physics.mri import MultiCoilMRI
 
@@ -79,7 +80,6 @@ class FastMRIDataModule(SplitDataModule):
         split_file: str | None = None,
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         builder: EmbeddedMRIBuilder | None = None,
-        require_maps: str | None = None,
         eval_mask: dict | None = None,
     ):
         super().__init__(batch_size, num_workers)
@@ -100,7 +100,6 @@ class FastMRIDataModule(SplitDataModule):
         split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.splits = Splits(self.root, split_dirs, split_file, split_fractions, (".h5", ".hdf5"), "HDF5 (.h5)")
         self.builder = builder
-        self.require_maps = require_maps  # name of a network that needs coil maps with the data, if any
 
     def prepare_data(self) -> None:
         if self.builder is not None:
@@ -123,9 +122,9 @@ class FastMRIDataModule(SplitDataModule):
         folder, files, names = self.splits.files(split)
         for path in files:
             check_multicoil_file(path)
-            if self.require_maps and maps_source(path) is None:
+            if COIL_MAPS in self.needs and maps_source(path) is None:
                 raise SpadeInputError(
-                    f"{self.require_maps} needs coil maps with the data: {path} has no '{SENS_MAPS_KEY}' and "
+                    f"{self.needed_by} needs coil maps with the data: {path} has no '{SENS_MAPS_KEY}' and "
                     f"no ESPIRiT cache in {espirit_cache_dir(folder)}; compute them with: {espirit_command(folder)}"
                 )
         dataset = MultiCoilSliceDataset(

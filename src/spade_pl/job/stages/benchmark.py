@@ -1,4 +1,5 @@
-"""The benchmark as a job runs it: on the data's first test slice (or a synthetic one) and, where the data has
+"""The benchmark as a job runs it (``stage=benchmark`` and the main job's last step): on the data's first test
+slice (or a synthetic one) and, where the data has
 volumes, on a whole test volume; written to ``benchmark.json`` / ``benchmark.md`` and printed."""
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.table import benchmark_markdown
 from spade_pl.benchmark.timing import benchmark_pair, benchmark_volume, first_volume
 from spade_pl.core.atomic_io import atomic_write_json, atomic_write_text
+from spade_pl.core.errors import require
 from spade_pl.data.splits import SplitDataModule
+from spade_pl.job.context import JobContext
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.sample import Sample
 
@@ -49,3 +52,22 @@ def benchmark_and_write(
     atomic_write_text(output_dir / "benchmark.md", text)
     print("\n" + text, flush=True)
     return result
+
+
+def benchmark(
+    ctx: JobContext, dense: MBDLNetwork, pruned: MBDLNetwork, extra: dict[str, Any] | None = None, preface: str = ""
+) -> dict[str, Any] | None:
+    """Time dense vs pruned (the writer only: the other ranks' numbers would be neither needed nor fair)."""
+    if not ctx.writer:
+        return None
+    settings = BenchmarkSettings(**ctx.cfg.benchmark)
+    return benchmark_and_write(dense, pruned, ctx.datamodule, settings, ctx.output_dir, extra, preface)
+
+
+def dense_network(ctx: JobContext) -> MBDLNetwork:
+    """The dense network of ``ckpt_path``, or one with random weights for ``stage=benchmark`` alone."""
+    require(
+        ctx.cfg.ckpt_path is not None or ctx.cfg.stage == "benchmark",
+        f"stage={ctx.cfg.stage} needs ckpt_path=/path/to/dense.ckpt",
+    )
+    return ctx.networks.dense(ctx.cfg.ckpt_path) if ctx.cfg.ckpt_path else ctx.networks.new()

@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.timing import set_layout
 from spade_pl.core.atomic_io import atomic_write_json
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.data.splits import SplitDataModule
+from spade_pl.job.context import JobContext
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.weights.export import write_library_format, write_state_dict
 from spade_pl.weights.torchscript import export_network
@@ -78,3 +79,13 @@ def trace(
         layout["chosen"],
     )
     return export_network(network, (example.y, example.physics()), (check.y, check.physics()), folder, layout)
+
+
+def stage_export(ctx: JobContext) -> dict[str, Any]:
+    """``stage=export``: write ``ckpt_path`` as weights + pruning history, its library's format and TorchScript."""
+    require(ctx.cfg.ckpt_path is not None, "stage=export needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
+    if not ctx.writer:
+        return {}
+    network, structure = ctx.networks.load(ctx.cfg.ckpt_path)
+    settings = BenchmarkSettings(**ctx.cfg.benchmark)
+    return write_export(network, structure, ctx.cfg.network.model, ctx.datamodule, settings, ctx.output_dir)

@@ -20,6 +20,8 @@ from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.timing import benchmark_pair, time_forwards
 from spade_pl.core.atomic_io import atomic_write_json
 from spade_pl.core.errors import SpadeInputError
+from spade_pl.job.context import JobContext
+from spade_pl.job.stages.benchmark import benchmark_batch
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.sample import Sample
 from spade_pl.pruning.counting import conv_widths
@@ -127,3 +129,14 @@ class StructureSearch:
         chosen = WidthChoice.from_dict(self._measured_once("round_to.json", measure))
         self.settings = replace(self.settings, round_to=chosen.round_to if chosen.round_to > 1 else None)
         return chosen
+
+
+def choose_structure(ctx: JobContext, dense: MBDLNetwork, extra: dict[str, Any]) -> tuple[PruneSettings, str]:
+    """The job's pruning settings with the measured choices made (into ``extra`` for the results), and the
+    report's paragraphs."""
+    settings = BenchmarkSettings(**ctx.cfg.benchmark)
+    search = StructureSearch(
+        ctx.prune, settings, lambda: benchmark_batch(ctx.datamodule, settings), ctx.output_dir, ctx.resumed
+    )
+    markdown = search.choose(dense, extra)
+    return search.settings, markdown

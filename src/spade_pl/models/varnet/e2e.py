@@ -72,7 +72,6 @@ class E2EVarNet(MBDLNetwork):
     leaderboard scores. Priors: ``cascade{i}`` (each cascade's U-Net) and ``sens`` (the sensitivity U-Net).
     """
 
-    needs_maps = False
     needs = frozenset({MULTICOIL_KSPACE})  # it predicts multi-coil k-space
     dense_priors = ("sens",)
     OUTPUTS = ("combined", "rss")

@@ -9,6 +9,7 @@ from spade_pl.core.errors import require
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.varnet.e2e import E2EVarNet
 from spade_pl.models.varnet.instance_norm import use_group_kernel_instance_norms
+from spade_pl.physics.base import COIL_MAPS, MULTICOIL_KSPACE
 from spade_pl.physics.mri import MultiCoilMRI
 
 
@@ -41,7 +42,7 @@ class VarNetGivenMaps(E2EVarNet):
     (``varnet.cascades.{i}...``), so an E2E-VarNet's cascades load into this network. Priors: ``cascade{i}``.
     """
 
-    needs_maps = True
+    needs = frozenset({MULTICOIL_KSPACE, COIL_MAPS})
 
     def __init__(self, num_cascades: int = 8, chans: int = 18, pools: int = 4, output: str = "combined"):
         # E2EVarNet.__init__ is skipped on purpose: it would build the sensitivity net that this network lacks.
