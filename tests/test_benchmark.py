@@ -15,6 +15,7 @@ from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.job.pipeline import use_tf32
 from spade_pl.models import DEQ
+from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.mri import MultiCoilMRI
 from spade_pl.pruning.prune import prune_network
 from spade_pl.pruning.settings import PruneSettings
@@ -168,3 +169,33 @@ def test_the_speedup_cap_counts_what_pruning_left_alone_at_its_dense_cost():
     everything = _parts({"prior": 900}, ffts=100, other=0)
     assert speedup_cap({"dense": everything, "pruned": _parts({"prior": 200}, 100, 0)})["mac_cap"] == pytest.approx(10)
     assert speedup_cap({"dense": {"macs_forward": 1}, "pruned": {"macs_forward": 1}}) is None  # an old benchmark.json
+
+
+class _Sleeper(MBDLNetwork):
+    """A network whose whole forward takes at least ``seconds``: which one the benchmark times shows in its
+    medians, whatever slot or copy the benchmark keeps it in."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.prior = torch.nn.Conv2d(2, 2, 1)
+
+    def forward(self, y, physics):
+        time.sleep(self.seconds)
+        return physics.from_channels(self.prior(physics.to_channels(physics.A_adjoint(y))))
+
+    def priors(self):
+        return {"prior": self.prior}
+
+    def prior_output_layers(self):
+        return {"prior": [self.prior]}
+
+
+def test_the_benchmark_times_the_dense_network_as_dense_and_the_pruned_one_as_pruned():
+    batch = _batch(batch=1)
+    slow, fast = _Sleeper(0.02), _Sleeper(0.005)
+    result = benchmark_pair(slow, fast, batch, BenchmarkSettings(repeats=5, warmup=1, device="cpu", volume=False))
+    assert result["dense"]["forward_ms"] >= 20 > result["pruned"]["forward_ms"] >= 5
+    assert 2 < result["speedup_forward"] < 4.5  # 20 ms against 5 ms plus the same small compute
+    swapped = benchmark_pair(fast, slow, batch, BenchmarkSettings(repeats=5, warmup=1, device="cpu", volume=False))
+    assert swapped["speedup_forward"] < 0.5

@@ -1,6 +1,8 @@
 """The front page and the documentation site: the strict build, the README's shape, no history or machine
 remarks, and every `python -m spade_pl` command they show composes into a valid config."""
 
+import errno
+import os
 import re
 import shlex
 import subprocess
@@ -131,3 +133,50 @@ def test_the_public_names_import_from_the_package_without_loading_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def source_strings() -> str:
+    """Every string literal of the package (an f-string's fixed parts, a formatted value as a line break), so
+    that a message's fixed words can be looked up whatever the line breaks of the source."""
+    import ast
+
+    parts = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                parts.append("\n".join(v.value if isinstance(v, ast.Constant) else "" for v in node.values))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                parts.append(node.value)
+    return "\n".join(parts)
+
+
+def fixed_words(message: str) -> list[str]:
+    """Runs of three or more words of ``message`` that no value fills in (placeholders such as F or ...,
+    ``key=value`` pairs, numbers, quoted names and class names break a run)."""
+    runs, current = [], []
+    for word in message.split():
+        bare = word.rstrip(",;:.")
+        if "..." in word or re.search(r"^[A-Z]$|[=\d'\"()/<>_]|\w\.\w|^[A-Z][a-z]+[A-Z]|^(nan|inf)$", bare):
+            runs.append(current)
+            current = []
+        else:
+            current.append(word)
+    return [" ".join(run) for run in [*runs, current] if len(run) >= 3]
+
+
+def test_the_messages_troubleshooting_quotes_are_the_ones_the_code_prints():
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    quoted = re.findall(r"^\| `([^`]+)` \|", page, flags=re.M)
+    assert len(quoted) >= 8
+    strings = source_strings() + "\n".join(os.strerror(code) for code in errno.errorcode)  # the OS's own words
+
+    def printed(run: str) -> bool:  # whole, or in pieces of two words or more with values filled in between
+        words = run.split()
+        reachable = {0}
+        for end in range(2, len(words) + 1):
+            if any(end - start >= 2 and " ".join(words[start:end]).strip(",;:") in strings for start in reachable):
+                reachable.add(end)
+        return len(words) in reachable
+
+    stale = [(message, run) for message in quoted for run in fixed_words(message) if not printed(run)]
+    assert not stale, stale

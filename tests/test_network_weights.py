@@ -254,3 +254,18 @@ def test_your_own_network_from_its_own_checkpoint_is_pruned_and_fine_tuned(make_
     assert job["pruning"]["dncnn0"]["widths_before"] == [8] and job["pruning"]["dncnn0"]["widths_after"] == [4]
     assert "pruned + distill" in job["models"]
     sys.modules.pop("custom_network", None)
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "spade_pl"])
+def test_a_checkpoint_missing_a_tensor_is_one_line_naming_it(make_cfg, tmp_path, fmt):
+    varnet = fastmri_varnet()
+    path = tmp_path / f"{fmt}.ckpt"
+    write_format(fmt, varnet, path)
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint.get("state_dict", checkpoint)
+    dropped = next(k for k in state if k.endswith("cascades.1.dc_weight"))
+    del state[dropped]
+    torch.save(checkpoint, path)
+    with pytest.raises(SpadeInputError, match=rf"^checkpoint {path} .*cascades\.1\.dc_weight") as err:
+        prepare(make_cfg("stage=test", RSS)).networks.load(path)
+    assert "\n" not in str(err.value)

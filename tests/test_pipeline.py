@@ -10,6 +10,8 @@ import torch
 
 from conftest import spade_cli
 from spade_pl.job.pipeline import run
+from spade_pl.models.base import MBDLNetwork
+from spade_pl.objectives.base import Objective
 from spade_pl.reporting.results import summary_record
 
 
@@ -196,6 +198,8 @@ def test_every_config_option_composes_and_builds(make_cfg, override):
         extra.append("network.model={_target_: spade_pl.models.DEQ, feats: 4, num_blocks: 1}")
     cfg = make_cfg(override, *extra, tiny=False)
     network = instantiate(cfg.network.model)
-    assert sum(p.numel() for p in network.parameters()) > 0
+    assert isinstance(network, MBDLNetwork) and network.priors()
+    assert all(any(p.requires_grad for p in prior.parameters()) for prior in network.priors().values())
     if cfg.finetune.get("objective"):
-        assert instantiate(cfg.finetune.objective) is not None
+        objective = instantiate(cfg.finetune.objective)
+        assert isinstance(objective, Objective) and isinstance(objective.uses_ground_truth, bool)

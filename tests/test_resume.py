@@ -13,6 +13,7 @@ import pytest
 from conftest import spade_cli, tiny_overrides
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.job.pipeline import run
+from spade_pl.weights.checkpoint_files import SafeCheckpointIO
 
 HELPERS = str(Path(__file__).parent / "helpers")
 JOB = [
@@ -80,6 +81,26 @@ def test_fine_tuning_with_weight_averaging_resumes_exactly(tmp_path):
     rc, _ = job(tmp_path, "resumed", ema, f"resume_from={killed}", cache=cache)
     assert rc == 0
     assert metrics(killed) == metrics(straight)
+
+
+@pytest.mark.slow
+def test_fine_tuning_with_a_cosine_schedule_resumes_exactly(tmp_path):
+    """The scheduler's state travels in the checkpoint: a kill mid-way through a cosine annealing (the DEQ
+    recipes' schedule) resumes at the learning rate it stopped at."""
+    cache = tmp_path / "cache"
+    cosine = (
+        "finetune.max_epochs=3",
+        "+finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:3}",
+    )
+    rc, straight = job(tmp_path, "straight", *cosine, cache=cache)
+    assert rc == 0
+    rc, killed = job(tmp_path, "killed", *cosine, *kill_at("finetune-distill", 1), cache=cache)
+    assert rc == -signal.SIGKILL
+    rc, _ = job(tmp_path, "resumed", *cosine, f"resume_from={killed}", cache=cache)
+    assert rc == 0
+    assert metrics(killed) == metrics(straight)
+    final = SafeCheckpointIO().load_checkpoint(killed / "checkpoints" / "finetune-distill" / "final.ckpt")
+    assert [s["last_epoch"] for s in final["lr_schedulers"]] == [3]  # the resumed schedule stepped every epoch once
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from typing import Any
 from spade_pl.core.atomic_io import atomic_torch_save
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.pruning.counting import count_params
 from spade_pl.weights.load import NETWORK_CONFIG_KEY, PRUNING_KEY
 
 STATE_DICT_FILE = "state_dict.pt"
@@ -55,7 +56,7 @@ def write_state_dict(
         saved[PRUNING_KEY] = with_module_paths(network, structure)
     path = folder / STATE_DICT_FILE
     atomic_torch_save(path, saved)
-    return {"file": str(path), "pruned": bool(structure), "parameters": sum(p.numel() for p in network.parameters())}
+    return {"file": str(path), "pruned": bool(structure), "parameters": count_params(network)}
 
 
 def write_library_format(network: MBDLNetwork, folder: Path) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from spade_pl.benchmark.runtime import TOLERANCE, constants_fixed
 from spade_pl.core.atomic_io import atomic_torch_save, atomic_write
 from spade_pl.core.errors import require
 from spade_pl.physics.base import Physics
+from spade_pl.pruning.counting import count_params
 
 
 class TensorInputs(nn.Module):
@@ -96,7 +97,7 @@ def export_network(
             for f in dataclasses.fields(wrapper.template)
             if isinstance(getattr(wrapper.template, f.name), int)
         },
-        "parameters": sum(p.numel() for p in network.parameters()),
+        "parameters": count_params(network),
         "max_abs_error": {"example": errors[0], "check": errors[1]},
         "memory_format": layout or {"chosen": "contiguous"},
     }
