@@ -112,6 +112,24 @@ def compose_tiny(tmp_path: Path, cache_dir: Path, *overrides: str, tiny: bool = 
     return cfg
 
 
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, cache_dir) -> Callable[..., str]:
+    """``pretrained(*overrides)``: a tiny dense checkpoint trained with ``stage=pretrain`` and ``overrides``,
+    once per session and shared by every test that asks for the same overrides (tests read it, never change it)."""
+    from spade_pl.job.pipeline import run
+
+    made: dict[tuple[str, ...], str] = {}
+
+    def checkpoint(*overrides: str) -> str:
+        if overrides not in made:
+            folder = tmp_path_factory.mktemp("pretrained")
+            made[overrides] = run(compose_tiny(folder, cache_dir, "stage=pretrain", *overrides))["checkpoint"]
+            GlobalHydra.instance().clear()
+        return made[overrides]
+
+    return checkpoint
+
+
 @pytest.fixture
 def make_cfg(tmp_path, cache_dir) -> Callable[..., DictConfig]:
     """``compose_tiny`` into this test's tmp_path."""

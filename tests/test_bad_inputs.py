@@ -246,3 +246,19 @@ def test_an_error_starts_on_its_own_line_while_a_progress_bar_is_drawn(capfd):
     bar.close()
     lines = capfd.readouterr().err.replace("\r", "\n").splitlines()
     assert "error: first" in lines and "error: non-finite training loss nan at step 3" in lines
+
+
+def test_a_physics_whose_adjoint_is_wrong_stops_in_one_line_before_training(monkeypatch, capfd, cache_dir, tmp_path):
+    """The preflight adjoint test runs on every job's first sample: a user's wrong ``A_adjoint`` is one line, not a
+    network trained on a wrong gradient."""
+    from spade_pl.physics.mri import MultiCoilMRI
+
+    adjoint = MultiCoilMRI.A_adjoint
+    monkeypatch.setattr(MultiCoilMRI, "A_adjoint", lambda self, k: 1.5 * adjoint(self, k))
+    monkeypatch.setenv("SPADE_PL_CACHE", str(cache_dir))
+    monkeypatch.chdir(tmp_path)
+    code, err = cli_in_process([*tiny_overrides(()), f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capfd)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert re.match(r"error: problem=csmri's physics \(MultiCoilMRI\) fails the adjoint test: <A x, v> = ", errors[0])
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -32,8 +32,8 @@ with torch.no_grad():
 
 
 @pytest.mark.parametrize("pruned", [False, True])
-def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, pruned):
-    dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, pruned, pretrained):
+    dense = pretrained("debug=fdr")
     ckpt = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"] if pruned else dense
     layout = "channels_last" if pruned else "auto"  # the trace keeps the priors' memory format
     record = run(make_cfg("stage=export", f"ckpt_path={ckpt}", f"benchmark.memory_format={layout}"))["torchscript"]
@@ -69,14 +69,14 @@ def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, p
     assert torch.allclose(traced, eager, atol=1e-5 * float(eager.abs().max()))
 
 
-def test_export_of_a_super_resolution_network(make_cfg):
-    dense = run(make_cfg("problem=sr", "stage=pretrain", "debug=fdr"))["checkpoint"]
+def test_export_of_a_super_resolution_network(make_cfg, pretrained):
+    dense = pretrained("problem=sr", "debug=fdr")
     record = run(make_cfg("problem=sr", "stage=export", f"ckpt_path={dense}"))["torchscript"]
     assert list(record["inputs"]) == ["y", "kernel", "mask"] and max(record["max_abs_error"].values()) <= 1e-5
 
 
-def test_a_deq_gets_its_weights_and_no_trace(make_cfg, tmp_path, capsys):
-    dense = run(make_cfg("network=deq", "stage=pretrain", "debug=fdr"))["checkpoint"]
+def test_a_deq_gets_its_weights_and_no_trace(make_cfg, tmp_path, capsys, pretrained):
+    dense = pretrained("network=deq", "debug=fdr")
     record = run(make_cfg("network=deq", "stage=export", f"ckpt_path={dense}"))
     assert "data-dependent number of iterations" in record["torchscript"]["not_written"]
     assert "library_format" not in record and (tmp_path / "run" / "export" / "state_dict.pt").is_file()
@@ -101,10 +101,12 @@ print(sum(p.numel() for p in model.parameters()), float((output - case["rss"]).a
 """
 
 
-def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs(make_cfg, tmp_path, capsys):
+def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs(
+    make_cfg, tmp_path, capsys, pretrained
+):
     """s = 0.5 of chans 4 keeps chans 2 at every level: exactly fastmri's VarNet(chans=2)."""
     rss = "+network.model.output=rss"
-    dense = run(make_cfg("stage=pretrain", "debug=fdr", rss))["checkpoint"]
+    dense = pretrained("debug=fdr", rss)
     pruned = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", rss))["pruned_checkpoint"]
     export = make_cfg("stage=export", f"ckpt_path={pruned}", rss)
     record = run(export)
@@ -133,9 +135,9 @@ def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs
     assert int(params) == sum(p.numel() for p in network.parameters()) and float(error) <= 1e-5
 
 
-def test_widths_that_are_no_fastmri_varnet_say_which_ratios_are(make_cfg):
+def test_widths_that_are_no_fastmri_varnet_say_which_ratios_are(make_cfg, pretrained):
     """s = 0.3 of chans 4 keeps 2, 5, 11 channels at the three levels: no VarNet(chans=...) has those."""
-    dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+    dense = pretrained("debug=fdr")
     pruned = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", "prune.ratio=0.3"))["pruned_checkpoint"]
     record = run(make_cfg("stage=export", f"ckpt_path={pruned}"))
     reason = record["library_format"]["not_written"]
@@ -162,7 +164,9 @@ with torch.no_grad():
 
 
 @pytest.mark.parametrize("network", ["e2e_varnet", "own"])
-def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_history(make_cfg, tmp_path, network):
+def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_history(
+    make_cfg, tmp_path, network, pretrained
+):
     from spade_pl.weights.export import REBUILD
 
     own = (
@@ -173,7 +177,7 @@ def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_histor
     extra = own if network == "own" else ()
     sys.path.insert(0, str(EXAMPLES))
     try:
-        dense = run(make_cfg(*extra, "stage=pretrain", "debug=fdr"))["checkpoint"]
+        dense = pretrained(*extra, "debug=fdr")
         pruned = run(make_cfg(*extra, "stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"]
         export = make_cfg(*extra, "stage=export", f"ckpt_path={pruned}")
         run(export)

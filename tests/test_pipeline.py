@@ -27,10 +27,10 @@ def test_pretrain_then_test_stage(make_cfg, tmp_path):
     assert (tmp_path / "run" / "results.png").stat().st_size > 0
 
 
-def test_transfer_evaluation_scores_on_another_mask_and_labels_it(make_cfg, tmp_path):
+def test_transfer_evaluation_scores_on_another_mask_and_labels_it(make_cfg, tmp_path, pretrained):
     """stage=test with data.eval_mask: the same model scored on the training mask and at another acceleration;
     fewer measured columns cost PSNR, and the report and the sweep table say which mask was scored."""
-    ckpt = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+    ckpt = pretrained("debug=fdr")
     same = run(make_cfg("stage=test", f"ckpt_path={ckpt}", "debug=fdr"))
     other = run(make_cfg("stage=test", f"ckpt_path={ckpt}", "debug=fdr", "data.eval_mask.accelerations=[12]"))
     assert "transfer" not in same
@@ -92,8 +92,8 @@ def test_cli_unknown_group_option_is_hydras_message(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_prune_stage_writes_a_pruned_checkpoint_that_loads(make_cfg, tmp_path):
-    dense_ckpt = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+def test_prune_stage_writes_a_pruned_checkpoint_that_loads(make_cfg, tmp_path, pretrained):
+    dense_ckpt = pretrained("debug=fdr")
     results = run(make_cfg("stage=prune", f"ckpt_path={dense_ckpt}", "debug=fdr", "prune.ratio=0.5"))
     assert set(results["models"]) == {"zero-filled", "dense", "pruned (one-shot)"}
     report = results["pruning"]["cascade0"]

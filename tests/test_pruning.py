@@ -2,6 +2,8 @@
 
 import copy
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -31,10 +33,11 @@ def _tiny(seed=0) -> E2EVarNet:
 
 
 def test_paper_varnet_semantics_at_half():
-    net = E2EVarNet(num_cascades=8, chans=18, pools=4, sens_chans=8, sens_pools=4)
+    """The paper's widths (18 chans, 4 pools; every cascade is pruned alike, so one cascade pins them)."""
+    net = E2EVarNet(num_cascades=1, chans=18, pools=4, sens_chans=8, sens_pools=4)
     sens_before = copy.deepcopy(net.varnet.sens_net.state_dict())
     result = prune_network(net, *_inputs(size=32), PruneSettings(ratio=0.5))
-    for i in range(8):
+    for i in range(1):
         unet = net.priors()[f"cascade{i}"]
         assert result.reports[f"cascade{i}"].widths_before == [18, 36, 72, 144, 288]
         assert conv_widths(unet, net.prior_output_layers()[f"cascade{i}"]) == [9, 18, 36, 72, 144]
@@ -220,3 +223,35 @@ def test_priors_a_network_keeps_dense_are_left_alone_unless_asked():
     assert net.dense_priors == ("sens",)
     assert PruneSettings().prior_names(net) == ["cascade0", "cascade1"]
     assert PruneSettings(include_sensitivity_net=True).prior_names(net) == ["cascade0", "cascade1", "sens"]
+
+
+def test_importing_and_counting_leave_torch_prunings_op_registry_as_they_found_it():
+    """Our counting rules are registered while we count and taken out after: a user's torch-pruning is unchanged
+    by importing spade-pl or by a count."""
+    code = """
+import torch, torch_pruning as tp
+before = dict(tp.utils.op_counter.MODULES_MAPPING)
+import spade_pl.models, spade_pl.pruning.prune, spade_pl.benchmark.timing
+from spade_pl.models import E2EVarNet
+from spade_pl.pruning.counting import count_macs
+assert dict(tp.utils.op_counter.MODULES_MAPPING) == before, "import"
+net = E2EVarNet(num_cascades=1, chans=4, pools=2, sens_chans=2, sens_pools=2)
+count_macs(net.priors()["cascade0"], torch.randn(1, 2, 16, 16))
+assert dict(tp.utils.op_counter.MODULES_MAPPING) == before, "count"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_fast_instance_norm_and_transposed_convolutions_are_counted_as_what_they_compute():
+    from spade_pl.models.varnet.instance_norm import GroupKernelInstanceNorm2d
+    from spade_pl.pruning.counting import count_macs
+
+    x = torch.randn(1, 4, 8, 8)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.InstanceNorm2d(4))
+    fast = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), GroupKernelInstanceNorm2d(4))
+    assert count_macs(fast, x) == count_macs(plain, x) > count_macs(plain[0], x)
+    up = torch.nn.ConvTranspose2d(
+        4, 2, 2, stride=2, bias=False
+    )  # every input pixel meets 2 x 2 x 2 weights per channel
+    assert count_macs(up, x) == 4 * 8 * 8 * (2 * 2 * 2)

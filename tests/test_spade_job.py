@@ -44,8 +44,8 @@ def poisoned_ground_truth(monkeypatch):
 
 
 @pytest.fixture
-def dense_ckpt(make_cfg):
-    return run(make_cfg("stage=pretrain", "debug=limit"))["checkpoint"]
+def dense_ckpt(pretrained):
+    return pretrained("debug=limit")
 
 
 @pytest.mark.parametrize("data", ["train", "test"])

@@ -35,6 +35,7 @@ def tiny_sweep(root: Path, *overrides: str) -> Path:
     return sweep_dir(root)
 
 
+@pytest.mark.slow
 def test_parallel_joblib_sweep_trains_one_teacher_and_collects_the_grid(tmp_path):
     cache = tmp_path / "cache"
     sweep = tiny_sweep(
@@ -79,6 +80,7 @@ def test_reviewer_experiment_sweeps_ratios_times_every_strategy_and_both_scratch
     assert make_cfg("finetune=scratch_total", tiny=False).finetune.budget == "total"
 
 
+@pytest.mark.slow
 def test_masks_are_a_sweep_axis_with_a_teacher_each_and_a_transfer_column(tmp_path):
     """-m over the training mask's acceleration: each mask trains its own teacher; both jobs are also scored on
     an equispaced mask (data.eval_mask), which the table's rows say."""
@@ -116,6 +118,7 @@ def test_submitit_local_sweep(tmp_path):
     assert (sweep / "pareto.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_bad_job_fails_alone_and_the_sweep_reports_it(tmp_path):
     proc = spade_cli(
         "-m", "prune.ratio=1.5,0.5", "finetune=none", *tiny_overrides(), *FAST, *EPOCHS, cwd=tmp_path, cache=tmp_path
@@ -130,6 +133,7 @@ def test_a_bad_job_fails_alone_and_the_sweep_reports_it(tmp_path):
     assert "| 0.5 | none |" in summary and f"1 job(s) left no results.json (failed or unfinished): {bad}" in summary
 
 
+@pytest.mark.slow
 def test_optuna_search_optimises_the_ground_truth_free_validation_loss(tmp_path):
     proc = spade_cli(
         "hparams_search=finetune_optuna",
@@ -161,6 +165,7 @@ def _results(root: Path, kind: str = "runs") -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_runs_the_whole_job_and_tests_like_one_device(tmp_path):
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
     cache = tmp_path / "cache"

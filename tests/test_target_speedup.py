@@ -45,7 +45,7 @@ def test_an_unreachable_target_is_one_line():
         smallest_ratio_reaching(500, speedup_of_macs)
 
 
-def test_the_job_prunes_at_the_measured_ratio_and_reports_it(make_cfg, monkeypatch, tmp_path):
+def test_the_job_prunes_at_the_measured_ratio_and_reports_it(make_cfg, monkeypatch, tmp_path, pretrained):
     import spade_pl.job.stages.benchmark
     import spade_pl.job.stages.structure_search
 
@@ -55,7 +55,7 @@ def test_the_job_prunes_at_the_measured_ratio_and_reports_it(make_cfg, monkeypat
 
     monkeypatch.setattr(spade_pl.job.stages.structure_search, "benchmark_pair", timed_as_macs)
     monkeypatch.setattr(spade_pl.job.stages.benchmark, "benchmark_pair", timed_as_macs)
-    dense = run(make_cfg("stage=pretrain", "debug=fdr"))["checkpoint"]
+    dense = pretrained("debug=fdr")
     out = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", "prune.target_speedup=3.0", "prune.ratio=0"))
     search = out["target_speedup"]
     assert search["target"] == 3.0 and 0 < search["ratio"] < MAX_RATIO

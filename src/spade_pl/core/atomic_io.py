@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -72,3 +73,23 @@ def check_writable(folder: Path) -> None:
             f"output folder {folder} is not writable ({err.strerror}); allowed: a writable folder "
             f"(hydra.run.dir=... or paths.log_dir=...)"
         ) from None
+
+
+def folder_built_once(root: Path, fill: Callable[[Path], None], done: str = "manifest.json") -> Path:
+    """``root``, filled by ``fill(staging)`` in a temporary sibling folder and renamed into place whole (``fill``
+    writes ``done`` last): parallel jobs never see half a folder, the first to finish wins, and a failed fill
+    leaves nothing behind."""
+    if (root / done).exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    try:
+        fill(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        staging.rename(root)
+    except OSError:  # another process finished first: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
+    return root

@@ -25,7 +25,8 @@ def use_tf32(allowed: bool) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run ``cfg.stage``; returns what it produced (checkpoint paths and/or results)."""
     with job_scope():
-        return STAGES[cfg.stage](prepare(cfg))
+        ctx = prepare(cfg)
+        return STAGES[cfg.stage](ctx)
 
 
 def prepare(cfg: DictConfig) -> JobContext:

@@ -23,14 +23,18 @@ BENCHMARK_KEYS = ("speedup_forward", "speedup_priors", "mac_bound_forward", "mea
 
 def roles_of(results: Mapping[str, Any]) -> dict[str, str]:
     """Role -> label of ``results``' models: its ``roles``, or, for a file written without them, the labels
-    the jobs used (the problem's baseline first, the fine-tuned model as ``finetuned_model`` names it)."""
+    the jobs used (the problem's baseline first, the fine-tuned model as ``finetuned_model`` names it, or the
+    model written after the others where that key is missing too)."""
     if "roles" in results:
         return dict(results["roles"])
     labels = list(results.get("models", {}))
     roles = {BASELINE: labels[0]} if labels else {}
     roles |= {role: label for role, label in LABELS.items() if label in labels}
-    if results.get("finetuned_model") in labels:
-        roles[FINETUNED] = results["finetuned_model"]
+    named = set(roles.values())
+    others = [label for label in labels if label not in named]  # the fine-tuned model, written last
+    finetuned = results.get("finetuned_model") or (others[-1] if others else None)
+    if finetuned in labels:
+        roles[FINETUNED] = finetuned
     return roles
 
 

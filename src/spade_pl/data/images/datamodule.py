@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from spade_pl.core.atomic_io import folder_built_once
 from spade_pl.core.errors import require
 from spade_pl.data.images.files import IMAGE_SUFFIXES, read_image
 from spade_pl.data.splits import SPLITS, SplitDataModule, Splits
@@ -270,24 +269,19 @@ class EmbeddedImagesBuilder:
         self.root = self.cache_dir / f"embedded_images_{key}"
 
     def __call__(self) -> Path:
-        if (self.root / "manifest.json").exists():
-            return self.root
-        from PIL import Image
-        from skimage import data as skdata
+        def fill(staging: Path) -> None:
+            from PIL import Image
+            from skimage import data as skdata
 
-        print(f"[data] writing the embedded super-resolution images into {self.root} (once)", flush=True)
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.root.parent, prefix=f".{self.root.name}."))
-        for split in SPLITS:
-            (staging / split).mkdir()
-            for name in self.splits[split]:
-                array = getattr(skdata, name)()
-                if array.dtype != np.uint8:  # e.g. float images: to 8 bits like the others
-                    array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
-                Image.fromarray(array[..., :3] if array.ndim == 3 else array).save(staging / split / f"{name}.png")
-        (staging / "manifest.json").write_text(json.dumps(self.splits, indent=2))
-        try:
-            staging.rename(self.root)
-        except OSError:  # another process finished first: keep theirs
-            shutil.rmtree(staging, ignore_errors=True)
-        return self.root
+            print(f"[data] writing the embedded super-resolution images into {self.root} (once)", flush=True)
+            for split in SPLITS:
+                (staging / split).mkdir()
+                for name in self.splits[split]:
+                    array = getattr(skdata, name)()
+                    if array.dtype != np.uint8:  # e.g. float images: to 8 bits like the others
+                        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+                    image = Image.fromarray(array[..., :3] if array.ndim == 3 else array)
+                    image.save(staging / split / f"{name}.png")
+            (staging / "manifest.json").write_text(json.dumps(self.splits, indent=2))
+
+        return folder_built_once(self.root, fill)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spade_pl.core.atomic_io import folder_built_once
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.mri.hdf5 import fft2c, write_multicoil_file
 from spade_pl.data.splits import SPLITS
@@ -104,40 +103,39 @@ def build_embedded_mri(cache_dir: str | Path, config: EmbeddedMRIConfig | None =
     """Build (once) and return the dataset root holding ``train/``, ``val/`` and ``test/`` folders."""
     config = config or EmbeddedMRIConfig()
     root = embedded_root(cache_dir, config)
-    if (root / "manifest.json").exists():
-        return root
-    print(f"[data] building the embedded fastMRI-format dataset into {root} (once)", flush=True)
-    anatomy = load_anatomy(config.size, config.first_slice, config.last_slice)
-    rng = np.random.default_rng(config.seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
-    manifest: dict[str, list[str]] = {split: [] for split in SPLITS}
-    stride = config.slab_slices + config.gap_slices
-    for slab, start in enumerate(range(0, len(anatomy) - config.slab_slices + 1, stride)):
-        split = config.split_pattern[slab % len(config.split_pattern)]
-        maps = birdcage_maps(config.num_coils, config.size, rotation=rng.uniform(0, 2 * np.pi))
-        kspace = simulate_volume(anatomy[start : start + config.slab_slices], maps, rng, config.noise_std)
-        name = f"mni152_slab{slab:02d}.h5"
-        (staging / split).mkdir(exist_ok=True)
-        per_slice_maps = np.broadcast_to(maps, kspace.shape)  # the schema stores maps per slice, like ESPIRiT
-        write_multicoil_file(
-            staging / split / name, kspace, sens_maps=per_slice_maps, acquisition="AXT1", patient_id=f"mni152-{slab}"
-        )
-        manifest[split].append(name)
-    empty = [split for split, names in manifest.items() if not names]
-    if empty:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise SpadeInputError(
-            f"embedded data config gives no volume to split(s) {empty}: slices "
-            f"{config.first_slice}..{config.last_slice} "
-            f"make too few slabs of {config.slab_slices}+{config.gap_slices} for the pattern {config.split_pattern}"
-        )
-    (staging / "manifest.json").write_text(json.dumps({"config": asdict(config), "splits": manifest}, indent=2))
-    try:
-        staging.rename(root)
-    except OSError:  # another process finished first: keep theirs
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+    def fill(staging: Path) -> None:
+        print(f"[data] building the embedded fastMRI-format dataset into {root} (once)", flush=True)
+        anatomy = load_anatomy(config.size, config.first_slice, config.last_slice)
+        rng = np.random.default_rng(config.seed)
+        manifest: dict[str, list[str]] = {split: [] for split in SPLITS}
+        stride = config.slab_slices + config.gap_slices
+        for slab, start in enumerate(range(0, len(anatomy) - config.slab_slices + 1, stride)):
+            split = config.split_pattern[slab % len(config.split_pattern)]
+            maps = birdcage_maps(config.num_coils, config.size, rotation=rng.uniform(0, 2 * np.pi))
+            kspace = simulate_volume(anatomy[start : start + config.slab_slices], maps, rng, config.noise_std)
+            name = f"mni152_slab{slab:02d}.h5"
+            (staging / split).mkdir(exist_ok=True)
+            per_slice_maps = np.broadcast_to(maps, kspace.shape)  # the schema stores maps per slice, like ESPIRiT
+            write_multicoil_file(
+                staging / split / name,
+                kspace,
+                sens_maps=per_slice_maps,
+                acquisition="AXT1",
+                patient_id=f"mni152-{slab}",
+            )
+            manifest[split].append(name)
+        empty = [split for split, names in manifest.items() if not names]
+        if empty:
+            raise SpadeInputError(
+                f"embedded data config gives no volume to split(s) {empty}: slices "
+                f"{config.first_slice}..{config.last_slice} "
+                f"make too few slabs of {config.slab_slices}+{config.gap_slices} for the pattern "
+                f"{config.split_pattern}"
+            )
+        (staging / "manifest.json").write_text(json.dumps({"config": asdict(config), "splits": manifest}, indent=2))
+
+    return folder_built_once(root, fill)
 
 
 class EmbeddedMRIBuilder:
