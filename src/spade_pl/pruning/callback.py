@@ -13,7 +13,7 @@ from dataclasses import asdict
 import lightning as L
 
 from spade_pl.core.errors import SpadeInputError
-from spade_pl.pruning.prune import PruningResult, prune_network
+from spade_pl.pruning.prune import COUNTS, PruningResult, prune_network, totals
 from spade_pl.pruning.settings import PruneSettings
 
 log = logging.getLogger(__name__)
@@ -61,17 +61,16 @@ def summary_metrics(result: PruningResult) -> dict[str, float]:
         for key, value in asdict(rep).items():
             if not key.startswith("widths"):
                 metrics[f"prune/{name}/{key}"] = float(value)
-    for key in ("params_before", "params_after", "macs_before", "macs_after"):
-        metrics[f"prune/total/{key}"] = float(sum(getattr(r, key) for r in result.reports.values()))
+    for key, value in totals(result.reports).items():
+        metrics[f"prune/total/{key}"] = float(value)
     return metrics
 
 
 def one_line_summary(result: PruningResult) -> str:
-    reps = result.reports.values()
-    if not reps:
+    if not result.reports:
         return "nothing pruned (ratio 0 or no priors selected)"
-    before, after = sum(r.params_before for r in reps), sum(r.params_after for r in reps)
-    macs_b, macs_a = sum(r.macs_before for r in reps), sum(r.macs_after for r in reps)
+    total = totals(result.reports)
+    before, after, macs_b, macs_a = (total[key] for key in COUNTS)
     return (
         f"pruned {len(result.reports)} prior(s): params {before:,} -> {after:,} ({after / before:.1%}), "
         f"MACs per forward of the pruned priors {macs_b:,} -> {macs_a:,} ({macs_a / macs_b:.1%})"

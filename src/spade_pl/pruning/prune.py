@@ -14,6 +14,7 @@ scalars. The pruned structure is kept as torch-pruning's pruning history (plain 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,15 @@ class PruningResult:
     network_params: tuple[int, int] = (0, 0)
     #: wall time of the pruning itself (tracing, importance, removal)
     seconds: float = 0.0
+
+
+COUNTS = ("params_before", "params_after", "macs_before", "macs_after")
+
+
+def totals(reports: Mapping[str, PriorReport]) -> dict[str, int]:
+    """Parameters and MACs per call summed over the pruned priors, before and after: the one place totals are
+    made, for the report, the logger and the log line."""
+    return {key: sum(getattr(r, key) for r in reports.values()) for key in COUNTS}
 
 
 def sync_norm_widths(prior: nn.Module, example: Tensor) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from spade_pl.core.atomic_io import atomic_write, atomic_write_json, atomic_write_text
+from spade_pl.pruning.prune import totals
 
 
 def split_test_results(test_results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -138,14 +139,11 @@ def pruning_markdown(reports: dict[str, Any], network_params: tuple[int, int] | 
         lines.append(
             f"| {name} | {widths} | {r.params_before:,} → {r.params_after:,} | {r.macs_before:,} → {r.macs_after:,} |"
         )
-    totals = [
-        sum(getattr(r, k) for r in reports.values())
-        for k in ("params_before", "params_after", "macs_before", "macs_after")
-    ]
     if reports:
+        params_b, params_a, macs_b, macs_a = totals(reports).values()
         lines.append(
-            f"| total | | {totals[0]:,} → {totals[1]:,} ({totals[1] / totals[0]:.1%}) "
-            f"| {totals[2]:,} → {totals[3]:,} ({totals[3] / totals[2]:.1%}) |"
+            f"| total | | {params_b:,} → {params_a:,} ({params_a / params_b:.1%}) "
+            f"| {macs_b:,} → {macs_a:,} ({macs_a / macs_b:.1%}) |"
         )
     if network_params is not None and network_params[0]:
         before, after = network_params
