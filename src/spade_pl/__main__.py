@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import logging
 import os
 import sys
@@ -17,6 +18,11 @@ from omegaconf import DictConfig
 from spade_pl.core.errors import RunFailure, SpadeInputError, message_of, print_error
 
 log = logging.getLogger("spade_pl")
+#: fastmri's metadata asks for torchvision, which spade-pl never uses (and which breaks a CPU torch): pip does not
+#: install it with spade-pl, so a missing one is said in one line with the command that installs it
+FASTMRI_MISSING = (
+    "fastmri is not installed; install it without its torchvision requirement: pip install --no-deps fastmri==0.3.0"
+)
 #: a write failing for these reasons is the machine's state, not a bug: one line, exit 2
 FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
@@ -121,6 +127,9 @@ def cli() -> None:
     Hydra's own messages for unknown keys or options span several lines plus a hint and exit 1; a single run's
     command line is therefore composed once up front. Flags (``-m``, ``--cfg``, ``--help``, ...) go straight
     to Hydra (in a sweep, a bad job fails on its own and the others run)."""
+    if importlib.util.find_spec("fastmri") is None:
+        print_error(FASTMRI_MISSING)
+        sys.exit(2)
     overrides = sys.argv[1:]
     if not any(arg.startswith("-") for arg in overrides):
         problem = command_line_problem(overrides)

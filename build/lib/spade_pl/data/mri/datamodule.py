@@ -1,0 +1,139 @@
+"""LightningDataModule over fastMRI-format multi-coil HDF5 folders (real fastMRI data or the embedded default)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from fastmri.data import SliceDataset
+from omegaconf import OmegaConf
+from torch.utils.data import default_collate
+
+from spade_pl.core.errors import SpadeInputError, require
+from spade_pl.data.mri.embedded import EmbeddedMRIBuilder, birdcage_maps, load_anatomy, simulate_volume
+from spade_pl.data.mri.espirit import espirit_cache_dir, espirit_command
+from spade_pl.data.mri.hdf5 import SENS_MAPS_KEY, check_multicoil_file
+from spade_pl.data.mri.slice_transform import MRISample, MRISliceTransform
+from spade_pl.data.splits import SplitDataModule, Splits
+from spade_pl.physics.base import COIL_MAPS
+from spade_pl.physics.masks import build_mask_func
+from spade_pl.physics.mri import MultiCoilMRI
+
+
+def maps_source(path: Path) -> Path | None:
+    """The file holding ``path``'s coil maps: the file itself (key ``sens_maps``), its ESPIRiT cache, or none."""
+    with h5py.File(path, "r") as hf:
+        if SENS_MAPS_KEY in hf:
+            return path
+    cached = espirit_cache_dir(path.parent) / path.name
+    return cached if cached.is_file() else None
+
+
+def synthetic_mri_batch(size: int, coils: int, mask: dict, seed: int = 0) -> MRISample:
+    """One realistic slice (MNI152 anatomy, birdcage coils, smooth phase) of ``size``² with ``coils`` coils."""
+    rng = np.random.default_rng(seed)
+    image = load_anatomy(size, 95, 96)
+    maps = birdcage_maps(coils, size).astype(np.complex64)
+    kspace = simulate_volume(image, maps, rng, noise_std=0.0)[0].astype(np.complex64)
+    attrs = {"padding_left": 0, "padding_right": size, "recon_size": (size, size), SENS_MAPS_KEY: {0: maps}}
+    sample = MRISliceTransform(build_mask_func(**mask), use_seed=True)(kspace, None, None, attrs, "synthetic", 0)
+    return default_collate([sample])
+
+
+class MultiCoilSliceDataset(SliceDataset):
+    """fastmri's SliceDataset that also hands the transform the slice's coil maps, when there are any."""
+
+    def __getitem__(self, i: int):
+        fname, dataslice, metadata = self.raw_samples[i]
+        with h5py.File(fname, "r") as hf:
+            kspace = hf["kspace"][dataslice]
+            attrs = {**hf.attrs, **metadata}
+        source = maps_source(fname)
+        if source is not None:
+            with h5py.File(source, "r") as hf:
+                attrs[SENS_MAPS_KEY] = {dataslice: hf[SENS_MAPS_KEY][dataslice]}
+        return self.transform(kspace, None, None, attrs, fname.name, dataslice)
+
+
+class FastMRIDataModule(SplitDataModule):
+    """fastMRI-format multi-coil HDF5 folders (real fastMRI data or the embedded default), split by volume.
+
+    Splits: see :mod:`spade_pl.data.splits` (keep a split file outside ``root``: fastmri's SliceDataset opens
+    every file in its folder). Training masks are random per slice; validation and test masks are a fixed
+    function of the file name (fastMRI's convention), also when test-time adaptation trains on the test split.
+    """
+
+    physics_type = MultiCoilMRI
+
+    def __init__(
+        self,
+        root: str | None,
+        mask: dict,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        split_file: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        builder: EmbeddedMRIBuilder | None = None,
+        eval_mask: dict | None = None,
+    ):
+        super().__init__(batch_size, num_workers)
+        require(
+            root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files"
+        )
+        self.root = Path(root) if root is not None else builder.root
+        self.mask_cfg = OmegaConf.to_container(OmegaConf.create(dict(mask)))  # plain lists: into results.json
+        build_mask_func(**self.mask_cfg)  # validate early, before any work
+        #: the mask of the scored measurements: ``mask`` with each key ``eval_mask`` sets (a transfer evaluation)
+        changes = {
+            k: v for k, v in OmegaConf.to_container(OmegaConf.create(dict(eval_mask or {}))).items() if v is not None
+        }
+        for key in changes.keys() - self.mask_cfg.keys():
+            raise SpadeInputError(f"data.eval_mask.{key} is unknown; allowed: {', '.join(self.mask_cfg)}")
+        self.eval_mask_cfg = self.mask_cfg | changes
+        build_mask_func(**self.eval_mask_cfg)
+        split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.splits = Splits(self.root, split_dirs, split_file, split_fractions, (".h5", ".hdf5"), "HDF5 (.h5)")
+        self.builder = builder
+
+    def prepare_data(self) -> None:
+        if self.builder is not None:
+            self.builder()
+
+    def synthetic_batch(self, size: int, coils: int) -> MRISample:
+        """One realistic ``size``² slice with ``coils`` coils (the benchmark's fixed-size input)."""
+        return synthetic_mri_batch(size, coils, self.mask_cfg)
+
+    def mask_for(self, split: str, purpose: str) -> dict:
+        """The mask settings of one dataset: ``eval_mask``'s for the scored measurements, else the training mask."""
+        return self.eval_mask_cfg if self.scored(split, purpose) else self.mask_cfg
+
+    def evaluation_conditions(self) -> dict[str, Any]:
+        if self.eval_mask_cfg == self.mask_cfg:
+            return {}
+        return {"trained_mask": self.mask_cfg, "eval_mask": self.eval_mask_cfg}
+
+    def build_dataset(self, split: str, purpose: str) -> MultiCoilSliceDataset:
+        folder, files, names = self.splits.files(split)
+        for path in files:
+            check_multicoil_file(path)
+            if COIL_MAPS in self.needs and maps_source(path) is None:
+                raise SpadeInputError(
+                    f"{self.needed_by} needs coil maps with the data: {path} has no '{SENS_MAPS_KEY}' and "
+                    f"no ESPIRiT cache in {espirit_cache_dir(folder)}; compute them with: {espirit_command(folder)}"
+                )
+        dataset = MultiCoilSliceDataset(
+            folder,
+            challenge="multicoil",
+            transform=MRISliceTransform(build_mask_func(**self.mask_for(split, purpose)), use_seed=split != "train"),
+            raw_sample_filter=None if names is None else (lambda raw: raw.fname.name in names),
+        )
+        require(
+            len(dataset) > 0, f"split '{split}' has no slices (folder {folder}, split file {self.splits.split_file})"
+        )
+        return dataset

@@ -1,0 +1,168 @@
+"""The contract every MBDL network in spade-pl keeps, so pruning, fine-tuning and benchmarking are generic."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spade_pl.core.errors import SpadeInputError, require
+from spade_pl.physics.base import DATA_TERM, MeasurementView, MissingOperatorData, Physics
+
+
+@dataclass(frozen=True)
+class LibraryFormat:
+    """A network as another library's own class holds it: ``constructor(**arguments).load_state_dict(state)``
+    rebuilds it without spade-pl (e.g. a pruned E2E-VarNet as ``fastmri.models.VarNet(chans=9, ...)``)."""
+
+    constructor: str  # import path of the class, e.g. "fastmri.models.VarNet"
+    arguments: dict[str, Any]
+    state: dict[str, Tensor]
+    filename: str  # what ``stage=export`` calls the file
+
+
+class MBDLNetwork(nn.Module, ABC):
+    """A model-based network: physics steps (never pruned) interleaved with learned CNN priors (prunable).
+
+    ``forward(y, physics)`` returns the complex image ``(B, H, W, 2)``. ``priors()`` names every CNN
+    prior; ``prior_output_layers()`` names each prior's last layer, whose output channels the physics
+    fixes (2 = real, imaginary) and which pruning must leave whole.
+    """
+
+    #: what the network needs of a physics beyond the contract (``spade_pl.physics.base.MULTICOIL_KSPACE``,
+    #: ``COIL_MAPS`` with the data, ``DATA_TERM`` for whatever the physics' data term needs): a problem whose physics
+    #: does not provide it all is refused in one line before any work, a data file that lacks it before training
+    needs: frozenset[str] = frozenset()
+    #: priors that pruning leaves dense unless asked (``prune.include_sensitivity_net``, ``prune.priors``), e.g.
+    #: E2E-VarNet's sensitivity net, whose maps every cascade depends on
+    dense_priors: tuple[str, ...] = ()
+    #: True for fixed-point networks: a data-dependent number of iterations per forward, so no TorchScript trace
+    #: and no CUDA graph; their forward leaves its statistics in ``solver_stats``
+    iterative: bool = False
+    #: the last forward's solver statistics (``iterations``, ``residual``, ``converged``), for iterative networks
+    solver_stats: dict[str, Any] | None = None
+
+    @abstractmethod
+    def forward(self, y: Tensor, physics: Physics) -> Tensor: ...
+
+    @abstractmethod
+    def priors(self) -> dict[str, nn.Module]: ...
+
+    @abstractmethod
+    def prior_output_layers(self) -> dict[str, list[nn.Module]]: ...
+
+    @classmethod
+    def architecture_from_weights(cls, state: dict[str, Tensor]) -> dict[str, Any]:
+        """The constructor arguments that ``state`` (keyed like this network's ``state_dict``) shows by its
+        names and shapes alone, e.g. E2E-VarNet's cascades and channels; ``{}`` when nothing can be told. A
+        checkpoint that does not fit the configured network then names the overrides that would fit."""
+        return {}
+
+    def min_image_size(self) -> tuple[int, str]:
+        """The smallest image side this network takes, and why in words (e.g. "its U-Nets halve the image 3
+        times"): a smaller one is refused in one line before any training (it would train into NaN)."""
+        return 1, "any size"
+
+    @classmethod
+    def needs_for(cls, physics: type[Physics]) -> frozenset[str]:
+        """What this network needs of ``physics`` and its data: :attr:`needs`, with ``DATA_TERM`` replaced by
+        what the physics' data term needs (multi-coil MRI: coil maps)."""
+        uses_data_term = DATA_TERM in cls.needs
+        return (cls.needs - {DATA_TERM}) | (physics.data_term_needs if uses_data_term else frozenset())
+
+    @classmethod
+    def missing_from(cls, physics: type[Physics]) -> list[str]:
+        """What this network needs that ``physics`` does not provide (empty: it fits)."""
+        return sorted(cls.needs_for(physics) - physics.provides)
+
+    @classmethod
+    def constructor_arguments(cls) -> list[str]:
+        """The names of the constructor's arguments (what ``network.model.*`` sets)."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def library_format(self) -> LibraryFormat | None:
+        """This network (dense or pruned) in its own library's format, or None when it has none (raises an
+        input error saying why when it has one but these weights do not fit it)."""
+        return None
+
+    def select_priors(self, names: list[str] | None) -> dict[str, nn.Module]:
+        """The priors called ``names`` (all of them for ``None``); unknown names are an input error."""
+        priors = self.priors()
+        if names is None:
+            return priors
+        unknown = [n for n in names if n not in priors]
+        require(not unknown, f"prior name(s) {unknown} do not exist; this network has: {', '.join(priors)}")
+        return {n: priors[n] for n in names}
+
+    def cascade_images(self, y: Tensor, physics: Physics) -> list[Tensor] | None:
+        """The image after every cascade of an unrolled network, the last being :meth:`forward`'s output (what
+        per-cascade distillation matches to the teacher's); None for networks without cascades."""
+        return None
+
+    def calibration(self, y: Tensor, physics: Physics) -> Tensor | None:
+        """What the network computes from the fully sampled centre of ``y`` alone (E2E-VarNet: its coil maps),
+        or None. A forward on a subset of the same scan's columns that keeps the whole centre (a measurement
+        split) can take it instead of computing it again: the same values, one sub-network pass fewer."""
+        return None
+
+    def measurement_physics(self, y: Tensor, physics: Physics) -> Physics:
+        """The operator A that the network itself assumes for ``y`` (its own coil maps, if it estimates them)."""
+        return physics
+
+    def measurement_view(self, y: Tensor, physics: Physics, reference: MBDLNetwork | None = None) -> MeasurementView:
+        """Where measurement-based objectives compare (:class:`~spade_pl.physics.base.MeasurementView`). Here:
+        the image ``x = f(y)`` with ``A`` as ``reference`` (the frozen teacher, else this network) assumes it,
+        frozen, so no loss can be lowered by moving ``A``. A network whose output domain is another (E2E-VarNet:
+        multi-coil k-space) returns that domain's view."""
+        with torch.no_grad():
+            operator = (reference if reference is not None else self).measurement_physics(y, physics)
+        try:
+            operator = operator.frozen()
+        except MissingOperatorData as err:
+            raise SpadeInputError(
+                f"self-supervised fine-tuning needs the forward operator A, which needs {err.what}; "
+                f"{type(self).__name__} does not estimate them and the data has none: {err.remedy}"
+            ) from None
+        return MeasurementView(
+            operator=operator,
+            estimate=lambda y_, physics_, _calibration: self(y_, physics_),
+            measure=lambda x, operator_: operator_.A(x),
+            to_planes=operator.to_channels,
+            from_planes=lambda planes, _like: operator.from_channels(planes),
+        )
+
+
+@dataclass
+class PriorCalls:
+    """What the priors received in a forward: each prior's first input and how often it was called."""
+
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def recorded_prior_calls(network: MBDLNetwork, names: list[str] | None = None) -> Iterator[PriorCalls]:
+    """Within: every forward of ``network`` records, per prior (``names``, else all), its first input and its
+    calls. Pruning traces each prior on the input it really receives; the benchmark counts MACs per call times
+    calls (a DEQ's solver iterations). Both read the same record."""
+    priors = network.select_priors(names)
+    record = PriorCalls(calls=dict.fromkeys(priors, 0))
+
+    def seen(name: str, args: tuple[Tensor, ...]) -> None:
+        record.calls[name] += 1
+        record.inputs.setdefault(name, args[0].detach().clone())
+
+    hooks = [
+        prior.register_forward_pre_hook(lambda _m, args, name=name: seen(name, args)) for name, prior in priors.items()
+    ]
+    try:
+        yield record
+    finally:
+        for hook in hooks:
+            hook.remove()

@@ -1,0 +1,1 @@
+"""The Lightning side: the LightningModule, trainers, resume, the dense-teacher cache and experiment tracking."""
