@@ -230,3 +230,69 @@ def test_written_file_roundtrip(tmp_path):
     with h5py.File(path) as hf:
         assert np.array_equal(hf["kspace"][()], kspace)
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write leaves no temp file
+
+
+def _fastmri_release(root: Path, volumes: int = 6, slices: int = 8) -> dict[str, Path]:
+    """fastMRI's released layout: multicoil_train/, multicoil_val/, multicoil_test/ side by side."""
+    folders = {split: root / f"multicoil_{split}" for split in ("train", "val", "test")}
+    for split, folder in folders.items():
+        folder.mkdir(parents=True)
+        for i in range(volumes):
+            _hand_written_fastmri_file(folder / f"{split}_{i}.h5", slices=slices)
+    return folders
+
+
+def test_the_multicoil_layout_reads_through_the_split_folder_keys(tmp_path, make_cfg):
+    from spade_pl.core.instantiate import build
+
+    folders = _fastmri_release(tmp_path / "fastmri", volumes=3, slices=2)
+    overrides = [f"data.{split}_dir={folder}" for split, folder in folders.items()]
+    cfg = make_cfg("data=fastmri", f"data.root={tmp_path / 'fastmri'}", *overrides, tiny=False)
+    dm = build(cfg.data)
+    dm.setup()
+    for split in ("train", "val", "test"):
+        assert {raw.fname.parent for raw in dm._dataset(split).raw_samples} == {folders[split]}
+
+
+def test_volume_sample_rate_keeps_whole_volumes_drawn_the_same_way_every_time(tmp_path):
+    folders = _fastmri_release(tmp_path)
+
+    def volumes(**rates) -> dict[str, set[str]]:
+        dm = FastMRIDataModule(root=str(tmp_path), mask=MASK, **_dirs(folders), **rates)
+        dm.setup()
+        return {s: {raw.fname.name for raw in dm._dataset(s).raw_samples} for s in ("train", "val", "test")}
+
+    half = volumes(volume_sample_rate=0.5)
+    assert [len(v) for v in half.values()] == [3, 3, 3] and half == volumes(volume_sample_rate=0.5)
+    assert half != volumes(volume_sample_rate=0.5, sample_seed=1)
+    dm = FastMRIDataModule(root=str(tmp_path), mask=MASK, **_dirs(folders), volume_sample_rate=0.5)
+    dm.setup()
+    per_volume = {}
+    for raw in dm._dataset("test").raw_samples:
+        per_volume[raw.fname.name] = per_volume.get(raw.fname.name, 0) + 1
+    assert set(per_volume.values()) == {8}  # no volume split
+
+
+def test_sample_rate_thins_the_training_slices_and_scores_whole_volumes(tmp_path):
+    folders = _fastmri_release(tmp_path, volumes=4, slices=25)
+    dm = FastMRIDataModule(root=str(tmp_path), mask=MASK, **_dirs(folders), sample_rate=0.2)
+    dm.setup()
+    assert 0.08 < len(dm._dataset("train", "train").raw_samples) / 100 < 0.35
+    assert len(dm._dataset("test").raw_samples) == 100 and len(dm._dataset("val", "val").raw_samples) == 100
+
+
+@pytest.mark.parametrize(
+    ("rates", "message"),
+    [
+        ({"sample_rate": 0.0}, r"data.sample_rate=0.0 is invalid; allowed: 0 < x <= 1"),
+        ({"volume_sample_rate": 1.5}, r"data.volume_sample_rate=1.5 is invalid"),
+        ({"sample_rate": 0.5, "volume_sample_rate": 0.5}, r"one of them below 1 at a time"),
+    ],
+)
+def test_bad_sample_rates_are_one_line(tmp_path, rates, message):
+    with pytest.raises(SpadeInputError, match=message):
+        FastMRIDataModule(root=str(tmp_path), mask=MASK, **rates)
+
+
+def _dirs(folders: dict[str, Path]) -> dict[str, str]:
+    return {f"{split}_dir": str(folder) for split, folder in folders.items()}

@@ -18,6 +18,7 @@ from spade_pl.data.mri.espirit import espirit_cache_dir, espirit_command
 from spade_pl.data.mri.hdf5 import SENS_MAPS_KEY, check_multicoil_file
 from spade_pl.data.mri.slice_transform import MRISample, MRISliceTransform
 from spade_pl.data.splits import SplitDataModule, Splits
+from spade_pl.data.subsets import Subset
 from spade_pl.physics.base import COIL_MAPS
 from spade_pl.physics.masks import build_mask_func
 from spade_pl.physics.mri import MultiCoilMRI
@@ -81,6 +82,9 @@ class FastMRIDataModule(SplitDataModule):
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         builder: EmbeddedMRIBuilder | None = None,
         eval_mask: dict | None = None,
+        sample_rate: float = 1.0,
+        volume_sample_rate: float = 1.0,
+        sample_seed: int = 0,
     ):
         super().__init__(batch_size, num_workers)
         require(
@@ -100,6 +104,7 @@ class FastMRIDataModule(SplitDataModule):
         split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.splits = Splits(self.root, split_dirs, split_file, split_fractions, (".h5", ".hdf5"), "HDF5 (.h5)")
         self.builder = builder
+        self.subset = Subset(sample_rate, volume_sample_rate, sample_seed)
 
     def prepare_data(self) -> None:
         if self.builder is not None:
@@ -119,7 +124,8 @@ class FastMRIDataModule(SplitDataModule):
         return {"trained_mask": self.mask_cfg, "eval_mask": self.eval_mask_cfg}
 
     def build_dataset(self, split: str, purpose: str) -> MultiCoilSliceDataset:
-        folder, files, names = self.splits.files(split)
+        folder, files, _ = self.splits.files(split)
+        files = self.subset.volumes(files, split)
         for path in files:
             check_multicoil_file(path)
             if COIL_MAPS in self.needs and maps_source(path) is None:
@@ -131,7 +137,7 @@ class FastMRIDataModule(SplitDataModule):
             folder,
             challenge="multicoil",
             transform=MRISliceTransform(build_mask_func(**self.mask_for(split, purpose)), use_seed=split != "train"),
-            raw_sample_filter=None if names is None else (lambda raw: raw.fname.name in names),
+            raw_sample_filter=self.subset.slice_filter({p.name for p in files}, sliced=split == "train"),
         )
         require(
             len(dataset) > 0, f"split '{split}' has no slices (folder {folder}, split file {self.splits.split_file})"
