@@ -245,13 +245,25 @@ def _fastmri_release(root: Path, volumes: int = 6, slices: int = 8) -> dict[str,
 def test_the_multicoil_layout_reads_through_the_split_folder_keys(tmp_path, make_cfg):
     from spade_pl.core.instantiate import build
 
-    folders = _fastmri_release(tmp_path / "fastmri", volumes=3, slices=2)
+    folders = _fastmri_release(tmp_path / "fastmri", volumes=4, slices=2)
     overrides = [f"data.{split}_dir={folder}" for split, folder in folders.items()]
     cfg = make_cfg("data=fastmri", f"data.root={tmp_path / 'fastmri'}", *overrides, tiny=False)
     dm = build(cfg.data)
     dm.setup()
     for split in ("train", "val", "test"):
         assert {raw.fname.parent for raw in dm._dataset(split).raw_samples} == {folders[split]}
+    # what docs Your data shows: train from multicoil_train, multicoil_val halved by volume into val and test
+    cfg = make_cfg(
+        "data=fastmri",
+        f"data.train_dir={folders['train']}",
+        f"data.root={folders['val']}",
+        "data.split_fractions=[0,0.5,0.5]",
+        tiny=False,
+    )
+    dm = build(cfg.data)
+    dm.setup()
+    val, test = ({raw.fname.name for raw in dm._dataset(s).raw_samples} for s in ("val", "test"))
+    assert len(val) == len(test) == 2 and not val & test and (val | test) == {f"val_{i}.h5" for i in range(4)}
 
 
 def test_volume_sample_rate_keeps_whole_volumes_drawn_the_same_way_every_time(tmp_path):
