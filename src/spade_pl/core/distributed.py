@@ -5,8 +5,8 @@
 - Relaunch: Lightning re-runs a Hydra app with ``sys.argv`` plus the *run* folder, which inside a multirun
   would start the whole sweep again per rank. :func:`install_job_relaunch` makes it re-run *this job*: its
   own overrides, pinned to its output folder (single runs and sweep jobs alike).
-- Gathering: :func:`gather_unique` merges per-rank results keyed by (volume, slice), dropping the samples
-  ``DistributedSampler`` repeats to pad the last batch, so DDP scores every volume exactly once.
+- Gathering: :func:`gather_unique` merges per-rank results by key (per-volume scores), keeping one value per key
+  where a sampler's padding made two ranks score the same volume, so DDP scores every volume exactly once.
 - Job scope: :func:`job_scope` undoes what a job's DDP left in the launching process (the process group, the
   rank variables Lightning exported), so the next job of a sweep run in the same process starts its own ranks.
 - GPU placement: :func:`claim_gpus` gives each job of a parallel sweep on one machine its own GPU(s), by
@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,8 +49,9 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def gather_unique(items: dict[Hashable, Any]) -> dict[Hashable, Any]:
-    """Union of every rank's ``items`` (first copy of each key wins); ``items`` itself outside DDP."""
+def gather_unique(items: dict[Hashable, Any], better: Callable[[Any, Any], bool] | None = None) -> dict[Hashable, Any]:
+    """Union of every rank's ``items``; of two values for one key the first rank's wins, or, with ``better``, the
+    one ``better(new, kept)`` prefers. ``items`` itself outside DDP."""
     if world_size() == 1:
         return dict(items)
     gathered: list[dict[Hashable, Any] | None] = [None] * world_size()
@@ -58,7 +59,8 @@ def gather_unique(items: dict[Hashable, Any]) -> dict[Hashable, Any]:
     merged: dict[Hashable, Any] = {}
     for part in gathered:
         for key, value in (part or {}).items():
-            merged.setdefault(key, value)
+            if key not in merged or (better is not None and better(value, merged[key])):
+                merged[key] = value
     return merged
 
 

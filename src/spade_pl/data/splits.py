@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.data.sampling import EpochSampler, SeededSamples
@@ -179,10 +179,17 @@ class SplitDataModule(L.LightningDataModule):
         return DataLoader(
             SeededSamples(dataset) if training else dataset,
             batch_size=self.batch_size if training else 1,
-            sampler=EpochSampler(len(dataset), self.current_epoch) if training else None,
+            sampler=EpochSampler(len(dataset), self.current_epoch) if training else self.evaluation_sampler(dataset),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def evaluation_sampler(self, dataset: Dataset) -> Sampler | None:
+        """The sampler of validation and test loaders: None (Lightning's default: in order, and under DDP a
+        ``DistributedSampler`` that deals the items out to the ranks, which keeps every image whole). Data whose
+        volumes span several items returns one that keeps each volume on one rank, in order: per-volume scores are
+        computed as a volume's slices stream in."""
+        return None
 
     def current_epoch(self) -> int:
         trainer = getattr(self, "trainer", None)

@@ -6,7 +6,6 @@ thing that changes between dense pre-training, supervised, distill and self-supe
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,8 @@ from spade_pl.models.base import MBDLNetwork
 from spade_pl.objectives.base import Objective
 from spade_pl.physics.sample import Sample
 from spade_pl.pruning.prune import replay_structure
-from spade_pl.reporting.metrics import slice_metrics, volume_metrics
+from spade_pl.reporting.metrics import slice_metrics
+from spade_pl.reporting.volume_scores import VolumeScores, more_slices, summarise
 from spade_pl.training.image_logging import log_panel, panel
 from spade_pl.weights.load import NETWORK_CONFIG_KEY, PRUNING_KEY
 
@@ -76,8 +76,8 @@ class ReconModule(L.LightningModule):
         self.pruning_structure: dict[str, Any] | None = None
         #: the network's config (``network.model``), saved in checkpoints: what a later load checks them against
         self.network_config: dict[str, Any] | None = None
-        # per test slice (volume, slice) -> (prediction, zero-filled, target) magnitudes
-        self._test_slices: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: the test pass's per-volume scores, filled as the slices stream in
+        self._scores = VolumeScores(metric_convention, metric_border)
         self.test_results: dict[str, Any] = {}
         #: one test slice (the middle slice of the first test volume) of each image, for the report's panel
         self.example: dict[str, np.ndarray] = {}
@@ -159,38 +159,26 @@ class ReconModule(L.LightningModule):
 
     # ---- test ------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
-        self._test_slices.clear()
+        self._scores = VolumeScores(self.hparams.metric_convention, self.hparams.metric_border)
 
     def test_step(self, batch: Sample, batch_idx: int) -> None:
         prediction = batch.image(self(batch))
         self._log_solver("test")
         baseline = batch.baseline()
         for i, fname in enumerate(batch.fname):
-            arrays = tuple(t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
-            self._test_slices[(fname, int(batch.slice_num[i]))] = arrays
+            arrays = (t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
+            self._scores.add(fname, int(batch.slice_num[i]), *arrays)
         if batch_idx < self.hparams.num_log_images:
             self._log_panel(f"test/panel_{batch_idx}", batch, prediction)
 
     def on_test_epoch_end(self) -> None:
-        """Score each volume once: under DDP the ranks' slices are gathered and the sampler's padding dropped."""
-        volumes: dict[str, list[tuple[int, tuple[np.ndarray, ...]]]] = defaultdict(list)
-        for (fname, slice_num), arrays in sorted(gather_unique(self._test_slices).items()):
-            volumes[fname].append((slice_num, arrays))
-        per_volume = []
-        for fname, slices in volumes.items():
-            pred, zf, gt = (np.stack([arrays[j] for _, arrays in slices]) for j in range(3))
-            recon = volume_metrics(pred, gt, self.hparams.metric_convention, self.hparams.metric_border)
-            zero = volume_metrics(zf, gt, self.hparams.metric_convention, self.hparams.metric_border)
-            per_volume.append(
-                {"volume": fname, "slices": len(slices), **recon, **{f"zf_{k}": v for k, v in zero.items()}}
-            )
-        keys = ("psnr", "ssim", "zf_psnr", "zf_ssim")
-        mean = {k: float(np.mean([v[k] for v in per_volume])) for k in keys}
+        """Every volume scored once: each rank scored its own volumes as they streamed in; the ranks exchange
+        those numbers (a volume a sampler padded onto two ranks counts once), never images."""
+        records = gather_unique(self._scores.finish(), better=more_slices)
+        self.test_results = summarise(records, self.hparams.metric_convention)
+        mean = self.test_results["mean"]
         self.log_dict({f"test/{k}": v for k, v in mean.items()}, sync_dist=True)  # equal on every rank
-        self.test_results = {"convention": self.hparams.metric_convention, "mean": mean, "per_volume": per_volume}
-        first = next(iter(volumes.values()))
-        prediction, zf, target = first[len(first) // 2][1]
-        self.example = {"prediction": prediction, "zero_filled": zf, "target": target}
+        self.example = self._scores.example
 
     def _log_panel(self, key: str, batch: Sample, prediction: Tensor) -> None:
         target = batch.target[0]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from fastmri.data import SliceDataset
+import torch
+from fastmri.data import SliceDataset, VolumeSampler
 from omegaconf import OmegaConf
-from torch.utils.data import default_collate
+from torch.utils.data import DistributedSampler, Sampler, default_collate
 
 from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.data.mri.embedded import EmbeddedMRIBuilder, birdcage_maps, load_anatomy, simulate_volume
@@ -59,6 +60,24 @@ class MultiCoilSliceDataset(SliceDataset):
         return self.transform(kspace, None, None, attrs, fname.name, dataslice)
 
 
+class WholeVolumes(DistributedSampler):
+    """fastMRI's ``VolumeSampler`` (each volume on one rank, its slices in order, no shuffling) as a
+    ``DistributedSampler``, which Lightning takes as it is instead of dealing the slices out to the ranks."""
+
+    def __init__(self, dataset: SliceDataset):
+        super().__init__(dataset, shuffle=False)
+        self.volumes = VolumeSampler(dataset, num_replicas=self.num_replicas, rank=self.rank, shuffle=False)
+
+    def __iter__(self) -> Iterator[int]:
+        """This rank's slices, volume after volume, then repeated to the length every rank has (a rank without
+        a volume repeats the data's first slice; the scores keep the whole volume's record)."""
+        own = self.volumes.indices or [0]
+        return iter((own * (1 + self.volumes.num_samples // len(own)))[: self.volumes.num_samples])
+
+    def __len__(self) -> int:
+        return self.volumes.num_samples
+
+
 class FastMRIDataModule(SplitDataModule):
     """fastMRI-format multi-coil HDF5 folders (real fastMRI data or the embedded default), split by volume.
 
@@ -105,6 +124,10 @@ class FastMRIDataModule(SplitDataModule):
         self.splits = Splits(self.root, split_dirs, split_file, split_fractions, (".h5", ".hdf5"), "HDF5 (.h5)")
         self.builder = builder
         self.subset = Subset(sample_rate, volume_sample_rate, sample_seed)
+
+    def evaluation_sampler(self, dataset: SliceDataset) -> Sampler | None:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        return WholeVolumes(dataset) if distributed and torch.distributed.get_world_size() > 1 else None
 
     def prepare_data(self) -> None:
         if self.builder is not None:
