@@ -92,3 +92,31 @@ def test_the_benchmark_stage_writes_the_search_into_its_files(make_cfg, monkeypa
     bench = json.loads((tmp_path / "run" / "benchmark.json").read_text())
     assert bench["target_speedup"]["target"] == 1.5 and bench["speedup_forward"] >= 1.5
     assert (tmp_path / "run" / "benchmark.md").read_text().startswith("Latency target 1.50x on cpu")
+
+
+@pytest.mark.parametrize(
+    ("trainer", "gpus", "refused"),
+    [
+        ({"devices": "auto", "accelerator": "auto"}, 4, True),  # Lightning starts one process per GPU
+        ({"devices": "auto", "accelerator": "auto"}, 0, False),
+        ({"devices": "auto", "accelerator": "cpu"}, 4, False),
+        ({"devices": -1, "accelerator": "gpu"}, 2, True),
+        ({"devices": [0, 1], "accelerator": "gpu"}, 4, True),
+        ({"devices": 1, "accelerator": "gpu", "num_nodes": 2}, 1, True),
+        ({"devices": 1, "accelerator": "gpu"}, 4, False),
+    ],
+)
+def test_measured_choices_are_refused_where_lightning_starts_several_processes(trainer, gpus, refused):
+    from omegaconf import OmegaConf
+
+    from spade_pl.job.preflight import check_processes
+    from spade_pl.pruning.settings import PruneSettings
+
+    settings = PruneSettings(target_speedup=2.0)
+    if refused:
+        with pytest.raises(
+            SpadeInputError, match=r"prune.target_speedup needs one process \(trainer.devices=.*processes"
+        ):
+            check_processes(OmegaConf.create(trainer), settings, gpu_count=gpus)
+    else:
+        check_processes(OmegaConf.create(trainer), settings, gpu_count=gpus)

@@ -3,6 +3,7 @@ panel shows reconstructions; GPU placement and the rank-aware teacher cache keep
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from spade_pl.core.distributed import GPU_ENV, claim_gpus, place_on_gpus, release_gpus
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import RunFailure, SpadeInputError
 from spade_pl.job.pipeline import run
 from spade_pl.reporting.dashboard import build_workspace, spec_json
 from spade_pl.reporting.dashboard import main as dashboard_main
@@ -149,6 +150,53 @@ def test_teacher_cache_is_rank_aware(tmp_path):
     assert not list(cache.folder.glob(".training-*"))
     assert cache.get_or_train(train("again"), True, "other", rank=1) == cache.path  # cached: every rank reuses
     assert calls == ["rank0", "rank1"]
+
+
+def _teacher_cache(tmp_path) -> TeacherCache:
+    cfg = OmegaConf.create(
+        {"network": {}, "data": {}, "problem": {}, "pretrain": {}, "trainer": {}, "seed": 0, "allow_tf32": False}
+    )
+    return TeacherCache(tmp_path, cfg)
+
+
+def test_a_rank_whose_rank_zero_failed_before_the_teacher_stops_in_bounded_time(tmp_path):
+    """Rank 0 died before it found or trained the teacher (no marker, no cached file, no sign of life): the other
+    rank says so in one line after the silence bound instead of waiting until the cluster kills the job."""
+    cache = _teacher_cache(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(RunFailure, match=r"^rank 1 waited for rank 0 to find or train the dense teacher in .*"):
+        cache.get_or_train(lambda: pytest.fail("trained"), True, "run", rank=1, poll_s=0.05, silence_s=0.5)
+    assert 0.5 <= time.monotonic() - started < 3
+
+
+def test_a_rank_keeps_waiting_while_rank_zero_waits_for_another_jobs_teacher(tmp_path):
+    """Rank 0 waits on the cache lock (another job trains the shared teacher) and shows it lives; rank 1 waits
+    past the silence bound, then reuses the teacher once it is cached."""
+    cache = _teacher_cache(tmp_path)
+    cache.folder.mkdir(parents=True)
+    trained = tmp_path / "trained.ckpt"
+    trained.write_bytes(b"weights")
+    other_job = open(cache.folder / ".lock", "w")  # noqa: SIM115 - held across threads on purpose
+    fcntl.flock(other_job, fcntl.LOCK_EX)
+    results: dict[str, Path] = {}
+    rank0 = threading.Thread(
+        target=lambda: results.setdefault("0", cache.get_or_train(lambda: trained, True, "run", poll_s=0.05))
+    )
+    rank1 = threading.Thread(
+        target=lambda: results.setdefault(
+            "1", cache.get_or_train(lambda: trained, True, "run", rank=1, poll_s=0.05, silence_s=0.5)
+        )
+    )
+    rank0.start()
+    rank1.start()
+    time.sleep(1.5)  # three times the silence bound: rank 1 still waits, rank 0 still beats
+    assert rank1.is_alive()
+    cache.path.write_bytes(b"weights")  # the other job cached the teacher
+    fcntl.flock(other_job, fcntl.LOCK_UN)
+    other_job.close()
+    rank0.join(timeout=10)
+    rank1.join(timeout=10)
+    assert results == {"0": cache.path, "1": cache.path}
 
 
 def test_pareto_points_sit_at_the_median_speedup_of_their_ratio_with_the_spread_over_seeds():

@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -141,6 +141,22 @@ def release_gpus() -> None:
         os.environ.pop(GPU_ENV, None)
     while _held_locks:
         _held_locks.pop().close()
+
+
+def process_count(devices: Any, accelerator: str, num_nodes: int = 1, gpu_count: int | None = None) -> int:
+    """How many processes Lightning starts for ``trainer.devices`` on ``trainer.accelerator``: ``auto`` and -1 mean
+    every GPU of the node when the job runs on GPUs (one process on a CPU), a list its length, a number itself."""
+    gpus = torch.cuda.device_count() if gpu_count is None else gpu_count
+    on_gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if devices in ("auto", -1, None):
+        per_node = max(gpus, 1) if on_gpus else 1
+    elif isinstance(devices, str):
+        per_node = len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    elif isinstance(devices, Sequence):
+        per_node = len(devices)
+    else:
+        per_node = int(devices)
+    return per_node * int(num_nodes or 1)
 
 
 def place_on_gpus(devices: Any, accelerator: str, gpu_count: int | None = None) -> list[int] | None:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from spade_pl.benchmark.settings import BenchmarkSettings
+from spade_pl.core.distributed import process_count
 from spade_pl.core.errors import require, require_int
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.job.recipe import FinetuneRecipe
@@ -102,13 +103,18 @@ def check_config(cfg: DictConfig) -> None:
     check_network(OmegaConf.to_container(cfg.network.model, resolve=True))
     BenchmarkSettings(**cfg.benchmark)  # validates itself
     check_trainer(cfg.trainer)
-    check_processes(cfg.trainer.devices, PruneSettings.from_config(cfg.prune))
+    check_processes(cfg.trainer, PruneSettings.from_config(cfg.prune))
 
 
-def check_processes(devices: Any, prune: PruneSettings) -> None:
-    """Structure choices made by timing need one process: every rank would time, and may choose, its own."""
-    if devices in (1, "auto", None):
+def check_processes(trainer: DictConfig, prune: PruneSettings, gpu_count: int | None = None) -> None:
+    """Structure choices made by timing need one process: every rank would time, and may choose, its own. The
+    count is the one Lightning will start (``devices=auto`` on a node with 4 GPUs is 4)."""
+    count = process_count(
+        trainer.get("devices", "auto"), trainer.get("accelerator", "auto"), trainer.get("num_nodes", 1), gpu_count
+    )
+    if count == 1:
         return
+    devices = f"{trainer.get('devices', 'auto')}, {count} processes"
     require(
         prune.target_speedup is None,
         f"prune.target_speedup needs one process (trainer.devices={devices}): choose the ratio with "

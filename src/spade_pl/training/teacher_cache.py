@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import shutil
@@ -22,9 +23,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from spade_pl.core.atomic_io import atomic_write, atomic_write_text
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import RunFailure, SpadeInputError
 
 log = logging.getLogger(__name__)
+#: how long a rank > 0 waits for a sign of life from rank 0 (which shows one every poll while it waits for another
+#: job's teacher) before it gives up in one line instead of hanging until the cluster kills the job
+RANK_ZERO_SILENCE_S = 300.0
 # what shapes the dense model: the network section (its architecture and pre-training recipe; fine-tuning recipes
 # live in conf/recipe), the data, the problem, the pre-training config, the trainer and the seed ...
 SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
@@ -90,19 +94,39 @@ class TeacherCache:
     def _marker(self, run_id: str) -> Path:
         return self.folder / f".training-{hashlib.sha1(run_id.encode()).hexdigest()[:12]}"
 
+    def _heartbeat(self, run_id: str) -> Path:
+        """Rank 0 touches it while it looks for the teacher or waits for another job's: the other ranks' sign
+        that it is alive."""
+        return self.folder / f".alive-{hashlib.sha1(run_id.encode()).hexdigest()[:12]}"
+
     def get_or_train(
-        self, train: Callable[[], Path], allowed: bool, run_id: str, rank: int = 0, poll_s: float = 0.5
+        self,
+        train: Callable[[], Path],
+        allowed: bool,
+        run_id: str,
+        rank: int = 0,
+        poll_s: float = 0.5,
+        silence_s: float = RANK_ZERO_SILENCE_S,
     ) -> Path:
         """The cached teacher; if there is none, ``train()`` one (when ``allowed``) and cache it.
 
-        ``run_id`` is shared by the ranks of one run (its output folder); ``rank`` is this process's rank.
+        ``run_id`` is shared by the ranks of one run (its output folder); ``rank`` is this process's rank. A rank
+        > 0 gives up, in one line, when rank 0 shows no sign of life for ``silence_s`` seconds.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         if rank != 0:
-            return self._follow_rank_zero(train, run_id, poll_s)
+            return self._follow_rank_zero(train, run_id, rank, poll_s, silence_s)
         self._marker(run_id).unlink(missing_ok=True)  # a killed earlier attempt of this run may have left one
+        heartbeat = self._heartbeat(run_id)
+        heartbeat.touch()
         with open(self.folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel jobs wait here while the first trains the shared teacher
+            while True:  # parallel jobs wait here while the first trains the shared teacher, showing they live
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    heartbeat.touch()
+                    time.sleep(poll_s)
             if self.path.is_file():
                 log.info("[teacher] reusing the cached dense model %s", self.path)
                 return self.path
@@ -122,16 +146,24 @@ class TeacherCache:
                 marker.unlink(missing_ok=True)
             return self.path
 
-    def _follow_rank_zero(self, train: Callable[[], Path], run_id: str, poll_s: float) -> Path:
-        """A rank > 0: reuse what rank 0 reuses, train along when rank 0 trains."""
-        marker = self._marker(run_id)
-        for attempt in range(1 << 62):
+    def _follow_rank_zero(
+        self, train: Callable[[], Path], run_id: str, rank: int, poll_s: float, silence_s: float
+    ) -> Path:
+        """A rank > 0: reuse what rank 0 reuses, train along when rank 0 trains; give up when rank 0 has shown
+        no sign of life (its heartbeat) for ``silence_s`` since this rank began to wait."""
+        marker, heartbeat, started = self._marker(run_id), self._heartbeat(run_id), time.time()
+        for attempt in itertools.count():
             if self.path.is_file():
                 return self.path
             if marker.is_file():
                 log.info("[teacher] rank 0 trains the dense teacher: joining it")
                 return train()
+            last_sign = max(started, heartbeat.stat().st_mtime if heartbeat.is_file() else started)
+            if time.time() - last_sign > silence_s:
+                raise RunFailure(
+                    f"rank {rank} waited for rank 0 to find or train the dense teacher in {self.folder}, and rank 0 "
+                    f"has shown no sign of life for {silence_s:g} s: it has probably failed (see its log)"
+                )
             if attempt % int(60 / poll_s) == 0:
                 log.info("[teacher] waiting for rank 0 to find or start the dense teacher")
             time.sleep(poll_s)
-        raise AssertionError("unreachable")
