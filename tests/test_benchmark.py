@@ -10,7 +10,13 @@ from spade_pl.benchmark.macs import speedup_cap, speedup_cap_line
 from spade_pl.benchmark.memory import peak_memory_bytes
 from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.table import benchmark_markdown
-from spade_pl.benchmark.timing import benchmark_pair, first_volume, median_seconds, repeat_first_slice
+from spade_pl.benchmark.timing import (
+    benchmark_pair,
+    benchmark_volumes,
+    median_seconds,
+    repeat_first_slice,
+    whole_volumes,
+)
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.job.pipeline import use_tf32
@@ -139,14 +145,37 @@ def test_median_seconds_times_each_call_after_the_warm_up():
     assert len(calls) == 7 and 0.002 <= seconds < 0.5
 
 
-def test_first_volume_batches_the_slices_of_the_first_volume_only():
+def test_whole_volumes_batches_each_volumes_slices_in_one():
     slices = [
         _batch(batch=1)._replace(fname=[name], slice_num=torch.tensor([k]))
-        for name, k in (("a.h5", 0), ("a.h5", 1), ("a.h5", 2), ("b.h5", 0))
+        for name, k in (("a.h5", 0), ("a.h5", 1), ("a.h5", 2), ("b.h5", 0), ("b.h5", 1))
     ]
-    volume = first_volume(slices)
-    assert volume.fname == ["a.h5"] * 3 and volume.slice_num.tolist() == [0, 1, 2]
-    assert volume.masked_kspace.shape[0] == 3 and torch.equal(volume.maps[2], slices[2].maps[0])
+    first, second = whole_volumes(slices)
+    assert first.fname == ["a.h5"] * 3 and first.slice_num.tolist() == [0, 1, 2]
+    assert first.masked_kspace.shape[0] == 3 and torch.equal(first.maps[2], slices[2].maps[0])
+    assert second.fname == ["b.h5"] * 2
+
+
+def test_the_per_volume_line_is_the_median_over_the_test_volumes():
+    """Volumes of 1, 3 and 9 slices cost in proportion: the line stands for the median volume, not the first;
+    ``benchmark.volumes`` limits how many are timed."""
+    volumes = [
+        _batch(batch=n)._replace(fname=[name] * n, slice_num=torch.arange(n))
+        for name, n in (("a.h5", 1), ("b.h5", 3), ("c.h5", 9))
+    ]
+    slow = _Sleeper(0.004)
+    settings = BenchmarkSettings(repeats=2, warmup=0, device="cpu")
+    result = benchmark_volumes(slow, _Sleeper(0.001), volumes, settings)
+    assert result["volumes"] == 3 and result["slices"] == 3
+    assert [v["slices"] for v in result["per_volume"]] == [1, 3, 9]
+    assert result["dense_ms"] == sorted(v["dense_ms"] for v in result["per_volume"])[1]
+    two = benchmark_volumes(
+        slow, _Sleeper(0.001), volumes, BenchmarkSettings(repeats=2, warmup=0, device="cpu", volumes=2)
+    )
+    assert two["volumes"] == 2 and [v["slices"] for v in two["per_volume"]] == [1, 3]
+    assert "median of 3 volumes, 3 slices in one forward" in benchmark_markdown(
+        {**benchmark_pair(slow, slow, volumes[0], settings), "volume": result}
+    )
 
 
 def _parts(priors: dict[str, int], ffts: int, other: int) -> dict:

@@ -22,7 +22,8 @@ class BenchmarkSettings:
     slices: int = 1  # slices per forward (that slice repeated): 1 = latency; more = throughput on a GPU
     memory_format: str = "auto"  # the priors' layout (spade_pl.benchmark.runtime): auto = the faster, per network
     runtime: str = "auto"  # eager | cuda_graph (spade_pl.benchmark.runtime); auto = cuda_graph on a GPU (unrolled nets)
-    volume: bool = True  # also time one whole test volume per forward (throughput), in stage=spade and benchmark
+    volume: bool = True  # also time whole test volumes per forward (throughput), in stage=spade and benchmark
+    volumes: int | None = None  # how many test volumes the per-volume line times (their median); None: all
 
     def __post_init__(self) -> None:
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
@@ -35,6 +36,8 @@ class BenchmarkSettings:
             self.runtime in RUNTIMES,
             f"benchmark.runtime={self.runtime!r} is unknown; allowed: {', '.join(RUNTIMES)}",
         )
+        if self.volumes is not None:
+            require_int("benchmark.volumes", self.volumes, 1)
         if self.size is not None:
             require_int("benchmark.size", self.size, 8)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,19 +40,40 @@ def repeat_first_slice(batch: Sample, slices: int) -> Sample:
     )
 
 
-def first_volume(batches: Iterable[Sample]) -> Sample:
-    """The slices of the first volume of ``batches`` (an evaluation loader, in volume order) in one batch."""
+def whole_volumes(batches: Iterable[Sample]) -> Iterator[Sample]:
+    """Each volume of ``batches`` (an evaluation loader, in volume order) as one batch of all its slices, one
+    volume in memory at a time."""
     parts: list[Sample] = []
-    for batch in batches:
-        if parts and batch.fname[0] != parts[0].fname[0]:
-            break
-        parts.append(batch)
-    return type(parts[0])(
-        *(
-            torch.cat(field) if isinstance(field[0], Tensor) else [v for part in field for v in part]
-            for field in zip(*parts, strict=True)
-        )
-    )
+    for batch in itertools.chain(batches, [None]):
+        if parts and (batch is None or batch.fname[0] != parts[0].fname[0]):
+            yield type(parts[0])(
+                *(
+                    torch.cat(field) if isinstance(field[0], Tensor) else [v for part in field for v in part]
+                    for field in zip(*parts, strict=True)
+                )
+            )
+            parts = []
+        if batch is not None:
+            parts.append(batch)
+
+
+def benchmark_volumes(
+    dense: MBDLNetwork, pruned: MBDLNetwork, volumes: Iterable[Sample], settings: BenchmarkSettings
+) -> dict[str, Any]:
+    """:func:`benchmark_volume` on each volume (``settings.volumes`` of them at most) and the medians: the
+    per-volume line stands for the test volumes, not for whichever came first."""
+    timed = [
+        benchmark_volume(dense, pruned, volume, settings) for volume in itertools.islice(volumes, settings.volumes)
+    ]
+    return {
+        "volumes": len(timed),
+        "slices": int(statistics.median(v["slices"] for v in timed)),
+        "repeats": timed[0]["repeats"],
+        "dense_ms": statistics.median(v["dense_ms"] for v in timed),
+        "pruned_ms": statistics.median(v["pruned_ms"] for v in timed),
+        "speedup": statistics.median(v["speedup"] for v in timed),
+        "per_volume": timed,
+    }
 
 
 def benchmark_volume(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from spade_pl.benchmark.macs import speedup_cap, speedup_cap_line
+from spade_pl.benchmark.table import volume_count
 from spade_pl.reporting.results import DENSE, final_role, roles_of
 
 
@@ -74,7 +75,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     if volume := summary.get("per_volume"):
         rows.append(
             (
-                f"time per volume ({volume['slices']} slices in one batch: throughput)",
+                f"time per volume ({volume_count(volume)}{volume['slices']} slices in one batch: throughput)",
                 f"{volume[DENSE]:.1f} ms",
                 f"{volume[name]:.1f} ms",
                 f"**{volume['speedup']:.2f}x**",

@@ -10,7 +10,7 @@ from typing import Any
 
 from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.table import benchmark_markdown
-from spade_pl.benchmark.timing import benchmark_pair, benchmark_volume, first_volume
+from spade_pl.benchmark.timing import benchmark_pair, benchmark_volumes, whole_volumes
 from spade_pl.core.atomic_io import atomic_write_json, atomic_write_text
 from spade_pl.core.errors import require
 from spade_pl.data.splits import SplitDataModule
@@ -41,12 +41,10 @@ def benchmark_and_write(
     log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
     result = {**benchmark_pair(dense, pruned, benchmark_batch(datamodule, settings), settings), **(extra or {})}
     if settings.volume and settings.size is None:
-        volume = first_volume(datamodule.test_dataloader())
-        if volume.y.shape[0] > 1:  # single images (super-resolution) have no volume to batch
-            log.info(
-                "[benchmark] dense vs pruned on the %d slices of %s in one forward", len(volume.fname), volume.fname[0]
-            )
-            result["volume"] = benchmark_volume(dense, pruned, volume, settings)
+        first = next(whole_volumes(datamodule.test_dataloader()))
+        if first.y.shape[0] > 1:  # single images (super-resolution) have no volume to batch
+            log.info("[benchmark] dense vs pruned on whole test volumes, each in one forward")
+            result["volume"] = benchmark_volumes(dense, pruned, whole_volumes(datamodule.test_dataloader()), settings)
     atomic_write_json(output_dir / "benchmark.json", result)
     text = preface.lstrip("\n") + benchmark_markdown(result)
     atomic_write_text(output_dir / "benchmark.md", text)
