@@ -131,6 +131,14 @@ class SplitDataModule(L.LightningDataModule):
             f"set benchmark.size=null (the first test slice)"
         )
 
+    def reconstruction_dataset(self, split: str | None) -> Dataset:
+        """The items ``stage=reconstruct`` reconstructs (``split=None``: every file of ``root``), in volume order,
+        each item's dataset entry naming its volume (``raw_samples``)."""
+        raise SpadeInputError(
+            f"stage=reconstruct reads fastMRI-format files (data=fastmri or data=embedded); {type(self).__name__} "
+            f"has no reconstruction to files yet: score it with stage=test"
+        )
+
     def first_eval_batch(self) -> Sample:
         """The evaluated split's first sample as a batch of one (set up first), for checks before any work."""
         return default_collate([self._dataset(self.eval_split, "eval")[0]])

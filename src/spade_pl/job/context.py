@@ -43,20 +43,20 @@ class JobContext:
         return self.training.resume.folder is not None
 
 
-def open_job(cfg: DictConfig, datamodule: SplitDataModule | None = None) -> JobContext:
+def open_job(cfg: DictConfig, set_up: bool = True) -> JobContext:
     """The context of ``cfg``'s job: the output folder (an interrupted run's own with ``resume_from``), the
-    datamodule set up (every split's files checked before any training), and the trainers."""
+    datamodule (``set_up``: every split's files checked before any training), and the trainers."""
     if cfg.resume_from is not None and Path(cfg.resume_from).is_dir():
         with open_dict(cfg):  # continue in the interrupted run's folder (trainer paths interpolate it)
             cfg.paths.output_dir = str(Path(cfg.resume_from).resolve())
     output_dir = Path(cfg.paths.output_dir)
     check_writable(output_dir)
-    if datamodule is None:
-        datamodule = build(cfg.data)
-        network_class = get_class(cfg.network.model._target_)
-        datamodule.require(network_class.needs_for(datamodule.physics_type), network_choice(cfg))
-        datamodule.evaluating_on(cfg.get("eval_split", "test"))
-        datamodule.prepare_data()
+    datamodule = build(cfg.data)
+    network_class = get_class(cfg.network.model._target_)
+    datamodule.require(network_class.needs_for(datamodule.physics_type), network_choice(cfg))
+    datamodule.evaluating_on(cfg.get("eval_split", "test"))
+    datamodule.prepare_data()
+    if set_up:
         datamodule.setup()
     recipe, prune = FinetuneRecipe.from_config(cfg.finetune), PruneSettings.from_config(cfg.prune)
     resume = ResumeSource(cfg.resume_from, training_stamps(cfg, recipe, prune))

@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run ``cfg.stage``; returns what it produced (checkpoint paths and/or results)."""
     with job_scope():
         ctx = prepare(cfg)
-        return STAGES[cfg.stage](ctx)
+        return STAGES[cfg.stage].run(ctx)
 
 
 def prepare(cfg: DictConfig) -> JobContext:
@@ -36,9 +36,10 @@ def prepare(cfg: DictConfig) -> JobContext:
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     use_tf32(bool(cfg.allow_tf32))
-    ctx = open_job(cfg)
+    ctx = open_job(cfg, set_up=STAGES[cfg.stage].splits)
     with torch.random.fork_rng(devices=[]):  # throwaway networks: no random stream of the job moves
-        check_data(cfg, ctx.datamodule, ctx.networks.new())
+        if STAGES[cfg.stage].splits:
+            check_data(cfg, ctx.datamodule, ctx.networks.new())
         if frozen := (cfg.get("finetune") or {}).get("frozen_priors"):
             freeze_priors(ctx.networks.new(), frozen)  # a name the network lacks stops the job before training
     return ctx

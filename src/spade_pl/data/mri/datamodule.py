@@ -52,12 +52,13 @@ class MultiCoilSliceDataset(SliceDataset):
         fname, dataslice, metadata = self.raw_samples[i]
         with h5py.File(fname, "r") as hf:
             kspace = hf["kspace"][dataslice]
+            mask = hf["mask"][()] if "mask" in hf else None  # test and challenge files: already undersampled
             attrs = {**hf.attrs, **metadata}
         source = maps_source(fname)
         if source is not None:
             with h5py.File(source, "r") as hf:
                 attrs[SENS_MAPS_KEY] = {dataslice: hf[SENS_MAPS_KEY][dataslice]}
-        return self.transform(kspace, None, None, attrs, fname.name, dataslice)
+        return self.transform(kspace, mask, None, attrs, fname.name, dataslice)
 
 
 class WholeVolumes(DistributedSampler):
@@ -128,6 +129,25 @@ class FastMRIDataModule(SplitDataModule):
     def evaluation_sampler(self, dataset: SliceDataset) -> Sampler | None:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         return WholeVolumes(dataset) if distributed and torch.distributed.get_world_size() > 1 else None
+
+    def reconstruction_dataset(self, split: str | None) -> MultiCoilSliceDataset:
+        """Every slice of the files to reconstruct, in file and slice order: those directly in ``root``
+        (``split=None``), or a split's; each file checked first. Files with a stored mask keep it, fully sampled
+        ones are measured with the scored split's mask."""
+        if split is not None:
+            return self._dataset(split, "eval")
+        require(self.root.is_dir(), f"data folder {self.root} does not exist (data.root)")
+        files = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in (".h5", ".hdf5"))
+        require(bool(files), f"data folder {self.root} has no HDF5 (.h5) files to reconstruct (data.root)")
+        for path in files:
+            check_multicoil_file(path)
+        names = {p.name for p in files}
+        return MultiCoilSliceDataset(
+            self.root,
+            challenge="multicoil",
+            transform=MRISliceTransform(build_mask_func(**self.eval_mask_cfg), use_seed=True),
+            raw_sample_filter=lambda raw: raw.fname.name in names,
+        )
 
     def prepare_data(self) -> None:
         if self.builder is not None:

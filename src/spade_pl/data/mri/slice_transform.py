@@ -30,6 +30,8 @@ class MRISample(NamedTuple):
     maps: Tensor  # (C, H, W, 2) coil maps, or an empty tensor when the data has none
     fname: str
     slice_num: int
+    #: the normalisation the slice was divided by: a reconstruction times it is in the file's own scale
+    scale: float = 1.0
 
     @property
     def y(self) -> Tensor:
@@ -56,6 +58,10 @@ class MRISliceTransform:
     *measured* samples (so no ground truth is needed to normalise). The target is the RSS of the fully
     sampled, equally normalised k-space, centre-cropped to the header's recon size; it equals fastMRI's
     ``reconstruction_rss`` divided by the same scale.
+
+    A file that stores its own ``mask`` (fastMRI's test and challenge files, a scanner's accelerated scan) holds
+    k-space that is already undersampled: that mask is used as it is, the centre width comes from the file's
+    ``num_low_frequency``, and the target is all zeros (there is no ground truth; only its size is used).
     """
 
     def __init__(self, mask_func: MaskFunc, use_seed: bool):
@@ -71,13 +77,20 @@ class MRISliceTransform:
             )
         # training masks: drawn from NumPy's global generator, seeded per sample (data/sampling.py), so a resumed
         # job draws the masks the uninterrupted job drew
-        seed = tuple(map(ord, fname)) if self.use_seed else int(np.random.randint(0, 2**31))
-        masked, mask_t, num_low = apply_mask(
-            kspace_t, self.mask_func, seed=seed, padding=(attrs["padding_left"], attrs["padding_right"])
-        )
+        if mask is None:
+            seed = tuple(map(ord, fname)) if self.use_seed else int(np.random.randint(0, 2**31))
+            masked, mask_t, num_low = apply_mask(
+                kspace_t, self.mask_func, seed=seed, padding=(attrs["padding_left"], attrs["padding_right"])
+            )
+        else:  # already undersampled: the file's own mask
+            mask_t = torch.from_numpy(np.asarray(mask, dtype=bool)).reshape(1, 1, -1, 1)
+            masked, num_low = kspace_t * mask_t, int(attrs.get("num_low_frequency", 0))
         scale = fastmri.complex_abs(masked).max().clamp_min(torch.finfo(torch.float32).tiny)
         crop = (min(attrs["recon_size"][0], kspace.shape[-2]), min(attrs["recon_size"][1], kspace.shape[-1]))
-        full_rss = fastmri.rss_complex(fastmri.ifft2c(kspace_t / scale), dim=0)
+        if mask is None:
+            full_rss = fastmri.rss_complex(fastmri.ifft2c(kspace_t / scale), dim=0)
+        else:
+            full_rss = torch.zeros(kspace.shape[-2:])
         maps = to_tensor(attrs[SENS_MAPS_KEY][slice_num]) if SENS_MAPS_KEY in attrs else torch.empty(0)
         return MRISample(
             masked_kspace=masked / scale,
@@ -87,4 +100,5 @@ class MRISliceTransform:
             maps=maps,
             fname=fname,
             slice_num=slice_num,
+            scale=float(scale),
         )

@@ -1,0 +1,160 @@
+"""``stage=reconstruct``: put a network (dense or pruned) to work on scans, ground truth or not.
+
+Every file of ``data.root`` (or of ``reconstruct.split``) is reconstructed, one volume in memory at a time, into
+``<run>/reconstructions/<file name>.h5``: a ``reconstruction`` dataset (slices, h, w) float32, the magnitude at
+the header's recon size in the file's own scale, as ``fastmri.save_reconstructions`` writes it (comparable with
+fastMRI's ``reconstruction_rss``). Each file is written atomically and a rerun in the same run folder skips the
+volumes already written, so a killed job resumes. Fully sampled files (which carry their ground truth) are also
+scored, the way ``stage=test`` scores them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from spade_pl.benchmark.settings import BenchmarkSettings
+from spade_pl.core.atomic_io import atomic_write, atomic_write_json, atomic_write_text
+from spade_pl.core.errors import require
+from spade_pl.job.context import JobContext
+from spade_pl.models.base import MBDLNetwork
+from spade_pl.reporting.volume_scores import VolumeScores, summarise
+
+log = logging.getLogger(__name__)
+
+
+def stage_reconstruct(ctx: JobContext) -> dict[str, Any]:
+    cfg = ctx.cfg
+    require(cfg.ckpt_path is not None, "stage=reconstruct needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
+    if not ctx.writer:
+        return {}
+    network, structure = ctx.networks.load(cfg.ckpt_path)
+    device = BenchmarkSettings(**cfg.benchmark).torch_device()
+    network = network.to(device).eval()
+    dataset = ctx.datamodule.reconstruction_dataset(cfg.reconstruct.split)
+    folder = ctx.output_dir / "reconstructions"
+    scores = VolumeScores(cfg.problem.metric_convention, int(cfg.problem.get("metric_border", 0)))
+    records = []
+    for name, indices in tqdm(list(volume_indices(dataset).items()), desc="reconstruct", unit="volume"):
+        target = folder / name
+        if target.is_file():
+            log.info("[reconstruct] %s was written before: skipped", target)
+            records.append({"volume": name, "skipped": True})
+            continue
+        loader = DataLoader(Subset(dataset, indices), batch_size=1)  # slice by slice, as stage=test scores
+        started = time.perf_counter()
+        reconstruction = reconstruct_volume(
+            network, loader, device, scores if has_ground_truth(dataset, name) else None
+        )
+        seconds = time.perf_counter() - started
+        write_reconstruction(target, reconstruction)
+        records.append({"volume": name, "slices": len(reconstruction), "seconds": seconds})
+    scored = scores.finish()
+    result = {
+        "checkpoint": str(cfg.ckpt_path),
+        "pruned": structure is not None,
+        "device": str(device),
+        "folder": str(folder),
+        "volumes": records,
+        **throughput(records),
+    }
+    if scored:
+        result["metrics"] = summarise(scored, cfg.problem.metric_convention)
+    atomic_write_json(ctx.output_dir / "reconstructions.json", result)
+    text = reconstruction_markdown(result)
+    atomic_write_text(ctx.output_dir / "reconstructions.md", text)
+    print("\n" + text, flush=True)
+    return result
+
+
+def volume_indices(dataset: Any) -> dict[str, list[int]]:
+    """The dataset's slice indices by volume, in file and slice order."""
+    volumes: dict[str, list[int]] = defaultdict(list)
+    for index, raw in enumerate(dataset.raw_samples):
+        volumes[raw.fname.name].append(index)
+    return dict(volumes)
+
+
+def has_ground_truth(dataset: Any, name: str) -> bool:
+    """A file that stores no mask was fully sampled: its own k-space is the ground truth."""
+    path = next(raw.fname for raw in dataset.raw_samples if raw.fname.name == name)
+    with h5py.File(path, "r") as hf:
+        return "mask" not in hf
+
+
+def reconstruct_volume(
+    network: MBDLNetwork, loader: DataLoader, device: torch.device, scores: VolumeScores | None
+) -> np.ndarray:
+    """The volume's reconstruction (slices, h, w) in the file's scale; its normalised slices are scored when
+    ``scores`` is given (the volume has ground truth)."""
+    slices = []
+    with torch.no_grad():
+        for batch in loader:
+            batch = type(batch)(*(t.to(device) if isinstance(t, torch.Tensor) else t for t in batch))
+            image = batch.image(network(batch.y, batch.physics())).float()
+            slices.append((image * batch.scale.reshape(-1, 1, 1).to(image)).cpu().numpy())
+            if scores is not None:
+                for i, fname in enumerate(batch.fname):
+                    arrays = (t[i].float().cpu().numpy() for t in (image, batch.baseline(), batch.target))
+                    scores.add(fname, int(batch.slice_num[i]), *arrays)
+    return np.concatenate(slices).astype(np.float32)
+
+
+def write_reconstruction(path: Path, reconstruction: np.ndarray) -> None:
+    """``path`` with a ``reconstruction`` dataset, as ``fastmri.save_reconstructions`` writes it, atomically."""
+
+    def write(file: Any) -> None:
+        with h5py.File(file, "w") as hf:
+            hf.create_dataset("reconstruction", data=reconstruction)
+
+    atomic_write(path, write)
+
+
+def throughput(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Slices, seconds and slices per second over the volumes reconstructed now, and the median per volume."""
+    done = [r for r in records if not r.get("skipped")]
+    slices, seconds = sum(r["slices"] for r in done), sum(r["seconds"] for r in done)
+    per_volume = float(np.median([r["seconds"] for r in done])) if done else 0.0
+    return {
+        "slices": slices,
+        "seconds": seconds,
+        "slices_per_s": slices / seconds if seconds else 0.0,
+        "median_s_per_volume": per_volume,
+    }
+
+
+def reconstruction_markdown(result: dict[str, Any]) -> str:
+    """The summary people read: what was written, how fast, and the scores where there was ground truth."""
+    done = [r for r in result["volumes"] if not r.get("skipped")]
+    skipped = len(result["volumes"]) - len(done)
+    lines = [
+        f"Reconstructed {len(done)} volume(s) into {result['folder']} "
+        f"({'pruned' if result['pruned'] else 'dense'} network, {result['device']}"
+        + (f"; {skipped} written before, skipped" if skipped else "")
+        + ")",
+        "",
+        "| volume | slices | seconds | slices/s |",
+        "|---|---:|---:|---:|",
+        *[f"| {r['volume']} | {r['slices']} | {r['seconds']:.2f} | {r['slices'] / r['seconds']:.1f} |" for r in done],
+        "",
+        f"Total: {result['slices']} slices in {result['seconds']:.1f} s, **{result['slices_per_s']:.1f} slices/s** "
+        f"(median {result['median_s_per_volume']:.2f} s per volume).",
+    ]
+    if metrics := result.get("metrics"):
+        mean = metrics["mean"]
+        lines += [
+            "",
+            f"Scored ({metrics['convention']} convention) on the {len(metrics['per_volume'])} fully sampled volume(s): "
+            f"PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} (zero-filled {mean['zf_psnr']:.2f} / "
+            f"{mean['zf_ssim']:.4f}).",
+        ]
+    return "\n".join(lines) + "\n"
