@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spade_pl.benchmark.inputs import repeat_first_slice
 from spade_pl.benchmark.macs import profile
 from spade_pl.benchmark.memory import malloc_keeps_allocations, peak_memory_bytes
 from spade_pl.benchmark.runtime import choose_memory_format, constants_fixed, prepare_runtime, resolve_runtime
@@ -28,33 +29,6 @@ from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.varnet.instance_norm import measured_kernels
 from spade_pl.physics.base import Physics
 from spade_pl.physics.sample import Sample
-
-
-def repeat_first_slice(batch: Sample, slices: int) -> Sample:
-    """A batch of ``slices`` copies of ``batch``'s first slice (what one forward of the benchmark processes)."""
-    return type(batch)(
-        *(
-            t[:1].repeat(slices, *[1] * (t.dim() - 1)) if isinstance(t, Tensor) and t.dim() else [t[0]] * slices
-            for t in batch
-        )
-    )
-
-
-def whole_volumes(batches: Iterable[Sample]) -> Iterator[Sample]:
-    """Each volume of ``batches`` (an evaluation loader, in volume order) as one batch of all its slices, one
-    volume in memory at a time."""
-    parts: list[Sample] = []
-    for batch in itertools.chain(batches, [None]):
-        if parts and (batch is None or batch.fname[0] != parts[0].fname[0]):
-            yield type(parts[0])(
-                *(
-                    torch.cat(field) if isinstance(field[0], Tensor) else [v for part in field for v in part]
-                    for field in zip(*parts, strict=True)
-                )
-            )
-            parts = []
-        if batch is not None:
-            parts.append(batch)
 
 
 def benchmark_volumes(
