@@ -25,6 +25,7 @@ status=${statuses[0]}
 copy_results() {  # copy_results FROM TO: the files a run leaves that README quotes
   mkdir -p "$2"
   for f in results.json results.md benchmark.json benchmark.md target_speedup.json round_to.json \
+      reconstructions.json reconstructions.md \
       .hydra/overrides.yaml .hydra/config.yaml; do
     if [ -f "$1/$f" ]; then cp "$1/$f" "$2"/; fi
   done

@@ -94,6 +94,12 @@ DATA_CASES = [
     ("problem=sr data.root={data}/tiny_images", "is 3x3, smaller than 16 pixels (data.patch_size)"),
     ("problem=sr data.root={data}/bad_images", "cannot be read"),
     ("problem=sr data.root={data}/float_images", "holds float32 values in [0, 3]; allowed: float images in [0, 1]"),
+    (
+        "stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/empty",
+        "has no HDF5 (.h5) files to reconstruct",
+    ),
+    ("stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/nan", "has NaN/inf values"),
+    ("stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/garbage", "not a readable HDF5"),
 ]
 CHECKPOINT_CASES = [
     ("stage=test ckpt_path=/no/such.ckpt", "checkpoint /no/such.ckpt does not exist"),
@@ -114,6 +120,8 @@ CHECKPOINT_CASES = [
     ("stage=prune ckpt_path={ckpt}/pruned.ckpt", "is already pruned; this stage needs the dense model"),
     ("resume_from={ckpt}/pruned.ckpt", "was not written by a spade-pl training stage"),
     ("resume_from=/no/such/run", "resume_from=/no/such/run does not exist"),
+    ("stage=reconstruct", "stage=reconstruct needs ckpt_path=/path/to/model.ckpt"),
+    ("stage=reconstruct problem=sr ckpt_path={ckpt}/dense.ckpt", "stage=reconstruct reads fastMRI-format files"),
 ]
 CASES = CONFIG_CASES + DATA_CASES + CHECKPOINT_CASES
 

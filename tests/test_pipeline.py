@@ -155,7 +155,7 @@ def test_full_spade_job_tiny(make_cfg, tmp_path, tiny_data_root):
     volume = bench["volume"]  # the first test volume, all its slices in one forward
     first = sorted((tiny_data_root / "test").glob("*.h5"))[0]
     with h5py.File(first) as hf:
-        assert volume["fname"] == first.name and volume["slices"] == hf["kspace"].shape[0] > 1
+        assert volume["per_volume"][0]["fname"] == first.name and volume["slices"] == hf["kspace"].shape[0] > 1
     summary = json.loads((tmp_path / "run" / "results.json").read_text())["summary"]
     assert summary["model"] == "pruned + distill"
     assert summary["psnr"]["delta"] == pytest.approx(

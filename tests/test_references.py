@@ -228,16 +228,17 @@ def test_the_report_averages_volumes_not_slices(tmp_path):
     module = ReconModule(ChainPrior(chain_weights(0)), objective=None, optimizer=None)
     rng = np.random.default_rng(0)
     volumes = {"a.h5": 3, "b.h5": 1}
+    module.on_test_epoch_start()
+    expected = []
     for name, slices in volumes.items():
+        preds, gts = [], []
         for s in range(slices):
             gt = rng.random((8, 8)).astype(np.float32) + 0.5
             prediction = gt + rng.normal(0, 0.05 * (1 + s), (8, 8)).astype(np.float32)
-            module._test_slices[(name, s)] = (prediction, gt * 0.5, gt)
-    expected = []
-    for name, slices in volumes.items():
-        pred = np.stack([module._test_slices[(name, s)][0] for s in range(slices)])
-        gt = np.stack([module._test_slices[(name, s)][2] for s in range(slices)])
-        expected.append(float(evaluate.psnr(gt, pred)))
+            module._scores.add(name, s, prediction, gt * 0.5, gt)
+            preds.append(prediction)
+            gts.append(gt)
+        expected.append(float(evaluate.psnr(np.stack(gts), np.stack(preds))))
     module.log_dict = lambda *args, **kwargs: None  # no trainer attached
     module.on_test_epoch_end()
     assert module.test_results["mean"]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)

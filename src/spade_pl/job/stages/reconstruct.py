@@ -37,10 +37,10 @@ def stage_reconstruct(ctx: JobContext) -> dict[str, Any]:
     require(cfg.ckpt_path is not None, "stage=reconstruct needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
     if not ctx.writer:
         return {}
+    dataset = ctx.datamodule.reconstruction_dataset(cfg.reconstruct.split)  # every file checked first
     network, structure = ctx.networks.load(cfg.ckpt_path)
     device = BenchmarkSettings(**cfg.benchmark).torch_device()
     network = network.to(device).eval()
-    dataset = ctx.datamodule.reconstruction_dataset(cfg.reconstruct.split)
     folder = ctx.output_dir / "reconstructions"
     scores = VolumeScores(cfg.problem.metric_convention, int(cfg.problem.get("metric_border", 0)))
     records = []
