@@ -10,6 +10,14 @@ export SPADE_PL_CACHE=${SPADE_PL_CACHE:-$(mktemp -d)}
 # the demo (make demo): the small DEQ's main job, two seeds, each training its own teacher
 IMAGES=1 ./run_experiment.sh demo_deq network=deq
 ./run_experiment.sh demo_deq_seed1 network=deq seed=1
+# the demo's dense and fine-tuned networks put to work on the embedded test volumes
+checkpoint() { python3 -c "import json,sys; print(json.load(open('results/demo_deq/results.json'))[sys.argv[1]])" "$1"; }
+./run_experiment.sh reconstruct_demo_dense network=deq stage=reconstruct reconstruct.split=test \
+  ckpt_path="$(checkpoint dense_checkpoint)"
+./run_experiment.sh reconstruct_demo_pruned_distill network=deq stage=reconstruct reconstruct.split=test \
+  ckpt_path="$(checkpoint finetuned_checkpoint)"
+# the memory of stage=test at two split sizes
+../.venv/bin/python test_split_memory.py results/memory_test_split
 
 # the small default E2E-VarNet's main job (python -m spade_pl)
 ./run_experiment.sh main_e2e_varnet_distill prune.ratio=0.5 finetune=distill
