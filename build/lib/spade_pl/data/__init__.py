@@ -1,1 +1,0 @@
-"""Data: fastMRI-format HDF5 files (real or embedded), their transform, and the Lightning datamodule."""

@@ -1,1 +1,0 @@
-"""The Lightning side: the LightningModule, trainers, resume, the dense-teacher cache and experiment tracking."""
