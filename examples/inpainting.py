@@ -20,7 +20,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from spade_pl.core.errors import require
-from spade_pl.data.images.datamodule import ImageDataModule, SRSample
+from spade_pl.data.images.datamodule import ImageDataModule
+from spade_pl.data.images.sample import SRSample
 from spade_pl.physics.base import CLOSED_FORM_PROX, DataTerm, Physics
 
 

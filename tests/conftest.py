@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from spade_pl.__main__ import config_dir
-from spade_pl.data.images.datamodule import SRSample
+from spade_pl.data.images.sample import SRSample
 from spade_pl.data.mri.embedded import birdcage_maps
 from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.physics.mri import MultiCoilMRI

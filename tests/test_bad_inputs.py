@@ -100,6 +100,7 @@ DATA_CASES = [
     ),
     ("stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/nan", "has NaN/inf values"),
     ("stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/garbage", "not a readable HDF5"),
+    ("stage=reconstruct problem=sr ckpt_path={ckpt}/dense.ckpt data.root={data}/empty", "has no images to reconstruct"),
 ]
 CHECKPOINT_CASES = [
     ("stage=test ckpt_path=/no/such.ckpt", "checkpoint /no/such.ckpt does not exist"),
@@ -121,7 +122,6 @@ CHECKPOINT_CASES = [
     ("resume_from={ckpt}/pruned.ckpt", "was not written by a spade-pl training stage"),
     ("resume_from=/no/such/run", "resume_from=/no/such/run does not exist"),
     ("stage=reconstruct", "stage=reconstruct needs ckpt_path=/path/to/model.ckpt"),
-    ("stage=reconstruct problem=sr ckpt_path={ckpt}/dense.ckpt", "stage=reconstruct reads fastMRI-format files"),
 ]
 CASES = CONFIG_CASES + DATA_CASES + CHECKPOINT_CASES
 

@@ -10,12 +10,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import default_collate
 
 from conftest import TINY_NETWORKS
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.mri.embedded import birdcage_maps, load_anatomy
 from spade_pl.data.mri.hdf5 import fft2c, ifft2c, rss
-from spade_pl.job.pipeline import run
+from spade_pl.job.pipeline import prepare, run
 
 #: the tiny E2E-VarNet of the session's checkpoints, on fastMRI-format files
 ON_FILES = ("data=fastmri", *TINY_NETWORKS["e2e_varnet"], "logger=csv", "trainer.accelerator=cpu", "data.num_workers=0")
@@ -147,3 +149,85 @@ def test_bad_reconstruct_inputs_are_one_line(make_cfg, pretrained, tmp_path, ext
     with pytest.raises(SpadeInputError, match=message):
         run(make_cfg("stage=reconstruct", *ON_FILES, "data.root=/unused", *args, tiny=False))
     assert not list((tmp_path / "run" / "reconstructions").glob("*.h5")) if (tmp_path / "run").exists() else True
+
+
+def _low_resolution_images(folder: Path) -> dict[str, tuple[np.dtype, int]]:
+    """Low-resolution images of every kind a user brings: {name: (stored dtype, channels as stored)}."""
+    import png
+    import tifffile
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    grey8 = (rng.random((12, 10)) * 255).astype(np.uint8)
+    rgb16 = (rng.random((10, 14, 3)) * 65535).astype(np.uint16)
+    Image.fromarray(grey8).save(folder / "grey8.png")
+    with open(folder / "rgb16.png", "wb") as out:
+        png.Writer(14, 10, greyscale=False, bitdepth=16).write_array(out, rgb16.ravel())
+    tifffile.imwrite(folder / "float.tif", rng.random((11, 11)).astype(np.float32))
+    Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8)).save(folder / "photo.jpg")
+    return {
+        "grey8.png": (np.uint8, 1),
+        "rgb16.png": (np.uint16, 3),
+        "float.tif": (np.float32, 1),
+        "photo.jpg": (np.uint8, 3),
+    }
+
+
+def test_low_resolution_images_come_back_super_resolved_in_their_own_format_and_bit_depth(
+    make_cfg, pretrained, tmp_path
+):
+    from spade_pl.data.images.files import _stored_pixels, read_image
+
+    model = pretrained("problem=sr", "debug=fdr")
+    images = _low_resolution_images(tmp_path / "lr")
+    cfg = make_cfg("problem=sr", "stage=reconstruct", f"ckpt_path={model}", f"data.root={tmp_path / 'lr'}")
+    out = run(cfg)
+    folder = Path(out["folder"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(images)
+    assert "metrics" not in out and out["slices"] == 4  # no ground truth: nothing scored
+    ctx = prepare(cfg)
+    network = ctx.networks.load(model)[0].eval()
+    items = ctx.datamodule.reconstruction_dataset(None)
+    for name, (dtype, _) in images.items():
+        batch = default_collate([items.dataset[items.volumes[name][0]]])
+        with torch.no_grad():
+            expected = batch.image(network(batch.y, batch.physics()))[0, 0].clamp(0, 1).numpy()
+        written = read_image(folder / name, 1)[0]
+        assert _stored_pixels(folder / name, 3).dtype == dtype, name  # the source's bit depth
+        assert written.shape == (2 * batch.y.shape[-2], 2 * batch.y.shape[-1]), name  # problem.scale=2
+        error = np.abs(written - expected)
+        if name.endswith(".jpg"):  # lossy: close on average
+            assert error.mean() < 0.05, name
+        else:  # exact up to the file's quantisation
+            step = 1 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 0
+            assert error.max() <= step / 2 + 1e-6, (name, error.max())
+
+
+def test_an_image_split_reconstructs_with_the_scores_of_stage_test(make_cfg, pretrained):
+    model = pretrained("problem=sr", "debug=fdr")
+    tested = run(make_cfg("problem=sr", "stage=test", f"ckpt_path={model}"))
+    rebuilt = run(make_cfg("problem=sr", "stage=reconstruct", f"ckpt_path={model}", "reconstruct.split=test"))
+    assert [v["psnr"] for v in rebuilt["metrics"]["per_volume"]] == [
+        v["psnr"] for v in tested["models"]["model"]["per_volume"]
+    ]
+    assert sorted(p.suffix for p in Path(rebuilt["folder"]).iterdir()) == [".png"] * 3
+
+
+def test_a_fully_sampled_file_without_a_mask_to_measure_it_is_one_line(make_cfg, pretrained, scans):
+    dense = pretrained("debug=fdr")
+    cfg = make_cfg("stage=reconstruct", f"ckpt_path={dense}", *ON_FILES, f"data.root={scans}", "~mask", tiny=False)
+    with pytest.raises(SpadeInputError, match=r"full.h5 stores no mask \(fully sampled k-space\) and problem.mask is"):
+        run(cfg)
+
+
+def test_files_that_store_their_mask_need_no_problem_mask(make_cfg, pretrained, scans, tmp_path):
+    import shutil
+
+    dense = pretrained("debug=fdr")
+    (tmp_path / "scans").mkdir()
+    for path in scans.glob("test_*.h5"):
+        shutil.copy(path, tmp_path / "scans")
+    cfg = ("stage=reconstruct", f"ckpt_path={dense}", *ON_FILES, f"data.root={tmp_path / 'scans'}", "~mask")
+    out = run(make_cfg(*cfg, tiny=False))
+    assert out["slices"] == 7 and "metrics" not in out

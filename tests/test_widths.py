@@ -77,5 +77,7 @@ def test_the_benchmark_stage_measures_the_multiples_and_prunes_with_the_chosen_o
 
 
 def test_round_to_auto_is_refused_under_ddp(make_cfg):
-    with pytest.raises(SpadeInputError, match=r"prune.round_to=auto needs one process \(trainer.devices=2, 2 processes\)"):
+    with pytest.raises(
+        SpadeInputError, match=r"prune.round_to=auto needs one process \(trainer.devices=2, 2 processes\)"
+    ):
         run(make_cfg("stage=benchmark", "prune.round_to=auto", "trainer.devices=2"))

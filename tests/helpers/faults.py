@@ -78,3 +78,12 @@ class ExpansiveStep(L.Callback):
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
                 pl_module.network.gamma.fill_(self.gamma)
+
+
+class RankZeroFullDisk(L.Callback):
+    """On rank 0 only, every atomic write of a file named ``name`` runs out of space: rank 0 fails where the other
+    ranks go on (DDP ranks are separate processes; the launching one is rank 0)."""
+
+    def __init__(self, name: str):
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            spade_pl.core.atomic_io.os = FullDiskOS(name)

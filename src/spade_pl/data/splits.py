@@ -21,6 +21,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from spade_pl.core.errors import SpadeInputError, require
+from spade_pl.data.reconstruction import Reconstructions
 from spade_pl.data.sampling import EpochSampler, SeededSamples
 from spade_pl.physics.base import Physics
 from spade_pl.physics.sample import Sample
@@ -131,12 +132,12 @@ class SplitDataModule(L.LightningDataModule):
             f"set benchmark.size=null (the first test slice)"
         )
 
-    def reconstruction_dataset(self, split: str | None) -> Dataset:
-        """The items ``stage=reconstruct`` reconstructs (``split=None``: every file of ``root``), in volume order,
-        each item's dataset entry naming its volume (``raw_samples``)."""
+    def reconstruction_dataset(self, split: str | None) -> Reconstructions:
+        """What ``stage=reconstruct`` reconstructs (``split=None``: every file directly in ``root``) and how it
+        writes it back; a problem's datamodule provides it (MRI: fastMRI files, super-resolution: images)."""
         raise SpadeInputError(
-            f"stage=reconstruct reads fastMRI-format files (data=fastmri or data=embedded); {type(self).__name__} "
-            f"has no reconstruction to files yet: score it with stage=test"
+            f"stage=reconstruct needs the datamodule's reconstruction_dataset; {type(self).__name__} has none: "
+            f"score it with stage=test"
         )
 
     def first_eval_batch(self) -> Sample:

@@ -14,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,37 +24,12 @@ from torch.utils.data import Dataset, default_collate
 from spade_pl.core.atomic_io import folder_built_once
 from spade_pl.core.errors import require
 from spade_pl.data.images.files import IMAGE_SUFFIXES, read_image
+from spade_pl.data.images.reconstruction import ImageReconstructions, MeasuredImages
+from spade_pl.data.images.sample import SRSample
 from spade_pl.data.splits import SPLITS, SplitDataModule, Splits
 from spade_pl.physics.sr import Downsampling, make_kernel
 
 CHANNELS = (1, 3)
-
-
-class SRSample(NamedTuple):
-    """One image (batched by the default collate); implements the batch protocol of :mod:`spade_pl.physics.sample`."""
-
-    lr: Tensor  # (C, h, w) low-resolution measurements y
-    target: Tensor  # (C, H, W) high-resolution ground truth in [0, 1]
-    kernel: Tensor  # (kh, kw) blur kernel
-    scale: int
-    fname: str
-    slice_num: int  # always 0: an image is a one-slice "volume"
-
-    @property
-    def y(self) -> Tensor:
-        return self.lr
-
-    def physics(self) -> Downsampling:
-        mask = torch.ones_like(self.lr[:, :1], dtype=torch.bool)  # every low-resolution pixel is measured
-        scale = int(self.scale[0]) if isinstance(self.scale, Tensor) else int(self.scale)
-        return Downsampling(kernel=self.kernel, scale=scale, mask=mask, channels=self.lr.shape[1])
-
-    def image(self, x: Tensor) -> Tensor:
-        return x
-
-    def baseline(self) -> Tensor:
-        """Bicubic up-sampling of the measurements: the classical baseline of super-resolution."""
-        return self.physics().bicubic_upsampling(self.lr)
 
 
 def _name_seed(name: str, seed: int) -> int:
@@ -226,6 +200,21 @@ class ImageDataModule(SplitDataModule):
             seed=self.seed,
             lr_files=self.lr_files,
         )
+
+    def reconstruction_dataset(self, split: str | None) -> ImageReconstructions:
+        """The images directly in ``root`` as measurements (``split=None``: low-resolution images, no ground
+        truth), or a split's high-resolution images measured as ``stage=test`` measures them (scored)."""
+        if split is not None:
+            dataset = self._dataset(split, "eval")
+            return ImageReconstructions(dataset, dataset.files, scored=True)
+        require(self.root.is_dir(), f"data folder {self.root} does not exist (data.root)")
+        files = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        require(
+            bool(files),
+            f"data folder {self.root} has no images to reconstruct (data.root); allowed: {', '.join(IMAGE_SUFFIXES)}",
+        )
+        measured = MeasuredImages(files, self.kernel, self.scale, self.channels)
+        return ImageReconstructions(measured, files, scored=False)
 
     def synthetic_batch(self, size: int, coils: int = 0) -> SRSample:
         """One ``size``² high-resolution image (scikit-image's camera, resized) for the benchmark."""

@@ -6,13 +6,16 @@ MRI slice keeps its 16 bits instead of saturating at 8; float images are taken a
 Pillow decodes PNG, JPEG and BMP, but reads a 16-bit *colour* PNG at 8 bits only, so those go through pypng;
 TIFFs (any depth, planar or interleaved) through tifffile. Alpha is dropped; grey files feed colour networks as
 three equal channels, colour files feed grey networks as their ITU-R 601 luma (what Pillow's ``convert("L")`` does
-for 8-bit files, which keep that exact path).
+for 8-bit files, which keep that exact path). Images written back (``stage=reconstruct``) keep the format and bit
+depth of the file they come from.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -38,16 +41,19 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _decode(path: Path, channels: int, modified: int) -> np.ndarray:
+    values = unit_range(_stored_pixels(path, channels), path)
+    return with_channels(values, channels)
+
+
+def _stored_pixels(path: Path, channels: int) -> np.ndarray:
     try:
-        pixels = _pixels(path, channels)
+        return _pixels(path, channels)
     except SpadeInputError:
         raise
     except Exception as err:  # noqa: BLE001 - any decoder's failure is an unreadable file to the user
         raise SpadeInputError(
             f"image {path} cannot be read ({type(err).__name__}: {err}); allowed: {', '.join(IMAGE_SUFFIXES)} files"
         ) from None
-    values = unit_range(pixels, path)
-    return with_channels(values, channels)
 
 
 def _pixels(path: Path, channels: int) -> np.ndarray:
@@ -71,6 +77,48 @@ def _pixels(path: Path, channels: int) -> np.ndarray:
         if image.mode.startswith("I;16"):
             return np.asarray(image).astype(np.uint16)
         return np.asarray(image)  # "I" (int32) or "F" (float32)
+
+
+def stored_dtype(path: Path) -> np.dtype:
+    """The type ``path`` stores its pixels in (its bit depth), checked writable in ``path``'s format."""
+    dtype = _stored_pixels(path, 3).dtype
+    suffix = path.suffix.lower()
+    allowed = (np.uint8, np.uint16) if suffix == ".png" else (np.uint8,) if suffix not in TIFF_SUFFIXES else None
+    if allowed is not None and dtype not in allowed:
+        raise SpadeInputError(
+            f"image {path} stores {dtype} pixels, which its format cannot be written with here; allowed: 8-bit "
+            f"PNG/JPEG/BMP, 16-bit PNG, TIFF of any type"
+        )
+    return dtype
+
+
+def write_image(file: IO[bytes], values: np.ndarray, like: Path) -> None:
+    """``values`` ``(C, H, W)`` in [0, 1] into ``file`` in the format (suffix) and bit depth of the image ``like``:
+    integers scaled by their type's range (the inverse of :func:`read_image`), floats as they are."""
+    dtype = stored_dtype(like)
+    values = np.clip(values, 0, 1)
+    pixels = values.transpose(1, 2, 0) if values.shape[0] > 1 else values[0]
+    if np.issubdtype(dtype, np.integer):
+        pixels = np.round(pixels * np.iinfo(dtype).max).astype(dtype)
+    else:
+        pixels = pixels.astype(dtype)
+    suffix = like.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        encoded = io.BytesIO()  # tifffile reads a handle's name, which a temporary file's descriptor lacks
+        tifffile.imwrite(encoded, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+        file.write(encoded.getvalue())
+    elif dtype == np.uint16 and pixels.ndim == 3:  # Pillow cannot write 16-bit colour
+        import png
+
+        height, width, planes = pixels.shape
+        png.Writer(width, height, greyscale=False, bitdepth=16).write(file, pixels.reshape(height, width * planes))
+    else:
+        from PIL import Image
+
+        format_name = Image.registered_extensions()[suffix]
+        Image.fromarray(pixels).save(file, format=format_name, **({"quality": 95} if format_name == "JPEG" else {}))
 
 
 def _png16(path: Path) -> np.ndarray:

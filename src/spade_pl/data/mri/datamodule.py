@@ -17,12 +17,16 @@ from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.data.mri.embedded import EmbeddedMRIBuilder, birdcage_maps, load_anatomy, simulate_volume
 from spade_pl.data.mri.espirit import espirit_cache_dir, espirit_command
 from spade_pl.data.mri.hdf5 import SENS_MAPS_KEY, check_multicoil_file
+from spade_pl.data.mri.reconstruction import MRIReconstructions, stores_mask
 from spade_pl.data.mri.slice_transform import MRISample, MRISliceTransform
 from spade_pl.data.splits import SplitDataModule, Splits
 from spade_pl.data.subsets import Subset
 from spade_pl.physics.base import COIL_MAPS
 from spade_pl.physics.masks import build_mask_func
 from spade_pl.physics.mri import MultiCoilMRI
+
+#: what a user without problem.mask does to measure fully sampled k-space
+SET_MASK = "set one with mask=fastmri or mask=reference (or problem.mask.<key>=...)"
 
 
 def maps_source(path: Path) -> Path | None:
@@ -111,16 +115,18 @@ class FastMRIDataModule(SplitDataModule):
             root is not None or builder is not None, "data.root is not set; point it at a folder of fastMRI .h5 files"
         )
         self.root = Path(root) if root is not None else builder.root
-        self.mask_cfg = OmegaConf.to_container(OmegaConf.create(dict(mask)))  # plain lists: into results.json
-        build_mask_func(**self.mask_cfg)  # validate early, before any work
+        #: the sampling mask (``None``: not set; only files that store their own mask can then be used)
+        self.mask_cfg = None if mask is None else OmegaConf.to_container(OmegaConf.create(dict(mask)))
         #: the mask of the scored measurements: ``mask`` with each key ``eval_mask`` sets (a transfer evaluation)
         changes = {
             k: v for k, v in OmegaConf.to_container(OmegaConf.create(dict(eval_mask or {}))).items() if v is not None
         }
-        for key in changes.keys() - self.mask_cfg.keys():
-            raise SpadeInputError(f"data.eval_mask.{key} is unknown; allowed: {', '.join(self.mask_cfg)}")
-        self.eval_mask_cfg = self.mask_cfg | changes
-        build_mask_func(**self.eval_mask_cfg)
+        self.eval_mask_cfg = None if self.mask_cfg is None else self.mask_cfg | changes
+        if self.mask_cfg is not None:
+            for key in changes.keys() - self.mask_cfg.keys():
+                raise SpadeInputError(f"data.eval_mask.{key} is unknown; allowed: {', '.join(self.mask_cfg)}")
+            build_mask_func(**self.mask_cfg)  # validate early, before any work
+            build_mask_func(**self.eval_mask_cfg)
         split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.splits = Splits(self.root, split_dirs, split_file, split_fractions, (".h5", ".hdf5"), "HDF5 (.h5)")
         self.builder = builder
@@ -130,23 +136,31 @@ class FastMRIDataModule(SplitDataModule):
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         return WholeVolumes(dataset) if distributed and torch.distributed.get_world_size() > 1 else None
 
-    def reconstruction_dataset(self, split: str | None) -> MultiCoilSliceDataset:
+    def reconstruction_dataset(self, split: str | None) -> MRIReconstructions:
         """Every slice of the files to reconstruct, in file and slice order: those directly in ``root``
         (``split=None``), or a split's; each file checked first. Files with a stored mask keep it, fully sampled
         ones are measured with the scored split's mask."""
         if split is not None:
-            return self._dataset(split, "eval")
+            return MRIReconstructions(self._dataset(split, "eval"))
         require(self.root.is_dir(), f"data folder {self.root} does not exist (data.root)")
         files = sorted(p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in (".h5", ".hdf5"))
         require(bool(files), f"data folder {self.root} has no HDF5 (.h5) files to reconstruct (data.root)")
         for path in files:
             check_multicoil_file(path)
+            require(
+                self.eval_mask_cfg is not None or stores_mask(path),
+                f"{path} stores no mask (fully sampled k-space) and problem.mask is not set, so it cannot be "
+                f"undersampled; {SET_MASK}, or reconstruct only files that store their mask",
+            )
         names = {p.name for p in files}
-        return MultiCoilSliceDataset(
-            self.root,
-            challenge="multicoil",
-            transform=MRISliceTransform(build_mask_func(**self.eval_mask_cfg), use_seed=True),
-            raw_sample_filter=lambda raw: raw.fname.name in names,
+        mask_func = None if self.eval_mask_cfg is None else build_mask_func(**self.eval_mask_cfg)
+        return MRIReconstructions(
+            MultiCoilSliceDataset(
+                self.root,
+                challenge="multicoil",
+                transform=MRISliceTransform(mask_func, use_seed=True),
+                raw_sample_filter=lambda raw: raw.fname.name in names,
+            )
         )
 
     def prepare_data(self) -> None:
@@ -155,11 +169,20 @@ class FastMRIDataModule(SplitDataModule):
 
     def synthetic_batch(self, size: int, coils: int) -> MRISample:
         """One realistic ``size``² slice with ``coils`` coils (the benchmark's fixed-size input)."""
+        require(
+            self.mask_cfg is not None,
+            f"the benchmark measures a synthetic slice with problem.mask, which is not set; {SET_MASK}",
+        )
         return synthetic_mri_batch(size, coils, self.mask_cfg)
 
     def mask_for(self, split: str, purpose: str) -> dict:
         """The mask settings of one dataset: ``eval_mask``'s for the scored measurements, else the training mask."""
-        return self.eval_mask_cfg if self.scored(split, purpose) else self.mask_cfg
+        settings = self.eval_mask_cfg if self.scored(split, purpose) else self.mask_cfg
+        require(
+            settings is not None,
+            f"{split} measures fully sampled k-space with problem.mask, which is not set; {SET_MASK}",
+        )
+        return settings
 
     def evaluation_conditions(self) -> dict[str, Any]:
         if self.eval_mask_cfg == self.mask_cfg:

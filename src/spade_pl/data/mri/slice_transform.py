@@ -11,7 +11,7 @@ from fastmri.data.subsample import MaskFunc
 from fastmri.data.transforms import apply_mask, center_crop, to_tensor
 from torch import Tensor
 
-from spade_pl.core.errors import SpadeInputError
+from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.data.mri.hdf5 import SENS_MAPS_KEY
 from spade_pl.physics.mri import MultiCoilMRI, magnitude, rss_zero_filled
 
@@ -64,7 +64,7 @@ class MRISliceTransform:
     ``num_low_frequency``, and the target is all zeros (there is no ground truth; only its size is used).
     """
 
-    def __init__(self, mask_func: MaskFunc, use_seed: bool):
+    def __init__(self, mask_func: MaskFunc | None, use_seed: bool):
         self.mask_func = mask_func
         self.use_seed = use_seed  # True -> the mask is a fixed function of the file name (val/test)
 
@@ -78,6 +78,7 @@ class MRISliceTransform:
         # training masks: drawn from NumPy's global generator, seeded per sample (data/sampling.py), so a resumed
         # job draws the masks the uninterrupted job drew
         if mask is None:
+            require(self.mask_func is not None, f"{fname} stores no mask and no sampling mask is set (problem.mask)")
             seed = tuple(map(ord, fname)) if self.use_seed else int(np.random.randint(0, 2**31))
             masked, mask_t, num_low = apply_mask(
                 kspace_t, self.mask_func, seed=seed, padding=(attrs["padding_left"], attrs["padding_right"])

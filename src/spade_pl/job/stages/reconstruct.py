@@ -1,30 +1,28 @@
-"""``stage=reconstruct``: put a network (dense or pruned) to work on scans, ground truth or not.
+"""``stage=reconstruct``: put a network (dense or pruned) to work on scans or images, ground truth or not.
 
 Every file of ``data.root`` (or of ``reconstruct.split``) is reconstructed, one volume in memory at a time, into
-``<run>/reconstructions/<file name>.h5``: a ``reconstruction`` dataset (slices, h, w) float32, the magnitude at
-the header's recon size in the file's own scale, as ``fastmri.save_reconstructions`` writes it (comparable with
-fastMRI's ``reconstruction_rss``). Each file is written atomically and a rerun in the same run folder skips the
-volumes already written, so a killed job resumes. Fully sampled files (which carry their ground truth) are also
-scored, the way ``stage=test`` scores them.
+``<run>/reconstructions/<file name>``, in the user's own format and scale (the problem's
+:class:`~spade_pl.data.reconstruction.Reconstructions` says how: fastMRI ``.h5`` files as
+``fastmri.save_reconstructions`` writes them, images at their source's format and bit depth). Each file is
+written atomically and a rerun in the same run folder skips the volumes already written, so a killed job resumes.
+Volumes that carry their ground truth are also scored, the way ``stage=test`` scores them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from spade_pl.benchmark.settings import BenchmarkSettings
-from spade_pl.core.atomic_io import atomic_write, atomic_write_json, atomic_write_text
+from spade_pl.core.atomic_io import atomic_write_json, atomic_write_text
 from spade_pl.core.errors import require
+from spade_pl.data.reconstruction import Reconstructions
 from spade_pl.job.context import JobContext
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.reporting.volume_scores import VolumeScores, summarise
@@ -37,26 +35,24 @@ def stage_reconstruct(ctx: JobContext) -> dict[str, Any]:
     require(cfg.ckpt_path is not None, "stage=reconstruct needs ckpt_path=/path/to/model.ckpt (dense or pruned)")
     if not ctx.writer:
         return {}
-    dataset = ctx.datamodule.reconstruction_dataset(cfg.reconstruct.split)  # every file checked first
+    items = ctx.datamodule.reconstruction_dataset(cfg.reconstruct.split)  # every file checked first
     network, structure = ctx.networks.load(cfg.ckpt_path)
     device = BenchmarkSettings(**cfg.benchmark).torch_device()
     network = network.to(device).eval()
     folder = ctx.output_dir / "reconstructions"
     scores = VolumeScores(cfg.problem.metric_convention, int(cfg.problem.get("metric_border", 0)))
     records = []
-    for name, indices in tqdm(list(volume_indices(dataset).items()), desc="reconstruct", unit="volume"):
+    for name, indices in tqdm(list(items.volumes.items()), desc="reconstruct", unit="volume"):
         target = folder / name
         if target.is_file():
             log.info("[reconstruct] %s was written before: skipped", target)
             records.append({"volume": name, "skipped": True})
             continue
-        loader = DataLoader(Subset(dataset, indices), batch_size=1)  # slice by slice, as stage=test scores
+        loader = DataLoader(Subset(items.dataset, indices), batch_size=1)  # slice by slice, as stage=test scores
         started = time.perf_counter()
-        reconstruction = reconstruct_volume(
-            network, loader, device, scores if has_ground_truth(dataset, name) else None
-        )
+        reconstruction = reconstruct_volume(network, loader, device, items, scores if name in items.scored else None)
         seconds = time.perf_counter() - started
-        write_reconstruction(target, reconstruction)
+        items.write(target, name, reconstruction)
         records.append({"volume": name, "slices": len(reconstruction), "seconds": seconds})
     scored = scores.finish()
     result = {
@@ -76,47 +72,26 @@ def stage_reconstruct(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-def volume_indices(dataset: Any) -> dict[str, list[int]]:
-    """The dataset's slice indices by volume, in file and slice order."""
-    volumes: dict[str, list[int]] = defaultdict(list)
-    for index, raw in enumerate(dataset.raw_samples):
-        volumes[raw.fname.name].append(index)
-    return dict(volumes)
-
-
-def has_ground_truth(dataset: Any, name: str) -> bool:
-    """A file that stores no mask was fully sampled: its own k-space is the ground truth."""
-    path = next(raw.fname for raw in dataset.raw_samples if raw.fname.name == name)
-    with h5py.File(path, "r") as hf:
-        return "mask" not in hf
-
-
 def reconstruct_volume(
-    network: MBDLNetwork, loader: DataLoader, device: torch.device, scores: VolumeScores | None
+    network: MBDLNetwork,
+    loader: DataLoader,
+    device: torch.device,
+    items: Reconstructions,
+    scores: VolumeScores | None,
 ) -> np.ndarray:
-    """The volume's reconstruction (slices, h, w) in the file's scale; its normalised slices are scored when
-    ``scores`` is given (the volume has ground truth)."""
+    """The volume's reconstruction (slices first) in the output's own scale; its slices are scored as
+    ``stage=test`` scores them when ``scores`` is given (the volume has ground truth)."""
     slices = []
     with torch.no_grad():
         for batch in loader:
             batch = type(batch)(*(t.to(device) if isinstance(t, torch.Tensor) else t for t in batch))
             image = batch.image(network(batch.y, batch.physics())).float()
-            slices.append((image * batch.scale.reshape(-1, 1, 1).to(image)).cpu().numpy())
+            slices.append(items.stored(batch, image))
             if scores is not None:
                 for i, fname in enumerate(batch.fname):
                     arrays = (t[i].float().cpu().numpy() for t in (image, batch.baseline(), batch.target))
                     scores.add(fname, int(batch.slice_num[i]), *arrays)
-    return np.concatenate(slices).astype(np.float32)
-
-
-def write_reconstruction(path: Path, reconstruction: np.ndarray) -> None:
-    """``path`` with a ``reconstruction`` dataset, as ``fastmri.save_reconstructions`` writes it, atomically."""
-
-    def write(file: Any) -> None:
-        with h5py.File(file, "w") as hf:
-            hf.create_dataset("reconstruction", data=reconstruction)
-
-    atomic_write(path, write)
+    return np.concatenate(slices)
 
 
 def throughput(records: list[dict[str, Any]]) -> dict[str, float]:
