@@ -4,6 +4,7 @@ the real CLI in a subprocess, on tiny sizes, each on a cold teacher cache."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,26 @@ def test_ddp_on_two_cpu_processes_runs_the_whole_job_and_tests_like_one_device(t
         for metric in ("psnr", "ssim"):
             assert two[model]["mean"][metric] == pytest.approx(one[model]["mean"][metric], abs=1e-6)
     assert two["model"]["mean"] == pytest.approx(whole["models"]["dense"]["mean"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_rank_zero_failing_before_the_teacher_is_written_ends_every_rank_in_one_line(tmp_path):
+    """Both ranks train the teacher; rank 0 then cannot write it (a full disk). Rank 0 stops in one line, and rank
+    1, already waiting in the next stage, ends in one line too instead of waiting for a rank that is gone."""
+    cache = tmp_path / "cache"
+    fault = ["+callbacks.fault._target_=faults.RankZeroFullDisk", "+callbacks.fault.name=dense.ckpt"]
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy.timeout.minutes=2"]
+    helpers = {"PYTHONPATH": str(Path(__file__).parent / "helpers")}
+    started = time.perf_counter()
+    job = spade_cli(*ddp, *_ddp_data(), *FAST, *EPOCHS, *fault, cwd=tmp_path / "job", cache=cache, env=helpers)
+    assert time.perf_counter() - started < 120  # nobody waited out the timeout
+    assert job.returncode == 2  # rank 0's exit: bad state of the machine (full disk)
+    errors = [line for line in job.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and "Traceback" not in job.stderr, job.stderr[-3000:]
+    assert any("dense.ckpt: No space left on device" in line for line in errors)
+    assert any(line.startswith("error: the run failed: rank 1 lost the other ranks") for line in errors)
+    (folder,) = (cache / "teachers").iterdir()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".alive")) == [".lock"]  # no teacher
 
 
 def test_slurm_launcher_config_gives_each_job_its_gpus(make_cfg):

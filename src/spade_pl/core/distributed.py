@@ -8,7 +8,8 @@
 - Gathering: :func:`gather_unique` merges per-rank results by key (per-volume scores), keeping one value per key
   where a sampler's padding made two ranks score the same volume, so DDP scores every volume exactly once.
 - Job scope: :func:`job_scope` undoes what a job's DDP left in the launching process (the process group, the
-  rank variables Lightning exported), so the next job of a sweep run in the same process starts its own ranks.
+  rank variables Lightning exported), so the next job of a sweep run in the same process starts its own ranks,
+  and says in one line why a rank stopped when its wait on the other ranks failed (:func:`collective_failure`).
 - GPU placement: :func:`claim_gpus` gives each job of a parallel sweep on one machine its own GPU(s), by
   holding a per-GPU lock file for the job's lifetime (no two jobs on one device by accident).
 """
@@ -22,12 +23,15 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+
+from spade_pl.core.errors import RunFailure
 
 log = logging.getLogger(__name__)
 GPU_ENV = "SPADE_PL_GPUS"  # the GPUs the launching rank claimed, inherited by the ranks it starts
@@ -62,6 +66,31 @@ def gather_unique(items: dict[Hashable, Any], better: Callable[[Any, Any], bool]
             if key not in merged or (better is not None and better(value, merged[key])):
                 merged[key] = value
     return merged
+
+
+def collective_failure(err: BaseException) -> RunFailure | None:
+    """``err`` in one line when it is a wait on the other ranks that failed, else None.
+
+    A collective (broadcast, gather, barrier) fails on a rank when another rank has died (gloo: the connection is
+    closed) or has not joined within the process group's timeout (``trainer.strategy.timeout``). The raw error
+    names neither the rank nor what it waited for, and under Hydra it prints a screen of traceback.
+    """
+    frames = traceback.extract_tb(err.__traceback__)
+    collective = next((f.name for f in reversed(frames) if Path(f.filename).name == "distributed_c10d.py"), None)
+    if collective is None:
+        return None
+    ours = next((f for f in reversed(frames) if f"{os.sep}spade_pl{os.sep}" in f.filename), None)
+    where = f"{collective}, called from {Path(ours.filename).stem}.{ours.name}" if ours else collective
+    text = str(err).lower()
+    if "timed out" in text or "timeout" in text:
+        return RunFailure(
+            f"rank {rank()} waited longer than trainer.strategy.timeout for the other ranks ({where}): another "
+            f"rank is stuck or has stopped (see its log)"
+        )
+    return RunFailure(
+        f"rank {rank()} lost the other ranks while waiting for them ({where}): another rank has failed or was "
+        f"killed (see its log)"
+    )
 
 
 def job_relaunch_command(local_rank: int) -> tuple[list[str], str]:
@@ -192,6 +221,11 @@ def job_scope() -> Iterator[None]:
     install_job_relaunch()
     try:
         yield
+    except RuntimeError as err:
+        failure = collective_failure(err)
+        if failure is None:
+            raise
+        raise failure from err
     finally:
         release_gpus()
         dist = torch.distributed
