@@ -101,6 +101,10 @@ DATA_CASES = [
     ("stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/nan", "has NaN/inf values"),
     ("stage=reconstruct ckpt_path={ckpt}/dense.ckpt data=fastmri data.root={data}/garbage", "not a readable HDF5"),
     ("stage=reconstruct problem=sr ckpt_path={ckpt}/dense.ckpt data.root={data}/empty", "has no images to reconstruct"),
+    (
+        "stage=reconstruct problem=sr ckpt_path={ckpt}/dense.ckpt data.root={data}/lr_images",
+        "holds a spade_pl.models.E2EVarNet, not the configured",
+    ),
 ]
 CHECKPOINT_CASES = [
     ("stage=test ckpt_path=/no/such.ckpt", "checkpoint /no/such.ckpt does not exist"),
@@ -150,6 +154,7 @@ def bad_data(tmp_path_factory) -> Path:
             "tiny_images",
             "bad_images",
             "float_images",
+            "lr_images",
         )
     }
     for folder in folders.values():
@@ -170,6 +175,7 @@ def bad_data(tmp_path_factory) -> Path:
         write_multicoil_file(folders["nan"] / f"v{i}.h5", poisoned)
         Image.fromarray(np.zeros((3, 3), np.uint8)).save(folders["tiny_images"] / f"im{i}.png")
         (folders["bad_images"] / f"im{i}.png").write_bytes(b"not a PNG")
+        Image.fromarray(np.full((16, 16), 100, np.uint8)).save(folders["lr_images"] / f"im{i}.png")
         tifffile.imwrite(
             folders["float_images"] / f"im{i}.tif", np.linspace(0, 3, 32 * 32, dtype=np.float32).reshape(32, 32)
         )

@@ -107,15 +107,28 @@ def test_every_scan_is_reconstructed_in_its_own_scale_and_the_fully_sampled_one_
     assert json.loads((folder.parent / "reconstructions.json").read_text())["slices"] == 10
 
 
-def test_a_rerun_skips_what_was_written(make_cfg, pretrained, scans, tmp_path):
+def test_a_full_disk_leaves_no_finished_looking_file_and_a_rerun_resumes(
+    make_cfg, pretrained, scans, tmp_path, monkeypatch
+):
+    import errno
+
+    import spade_pl.core.atomic_io
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "helpers"))
+    from faults import FullDiskOS
+
     dense = pretrained("debug=fdr")
     cfg = ("stage=reconstruct", f"ckpt_path={dense}", *ON_FILES, f"data.root={scans}")
-    first = run(make_cfg(*cfg, tiny=False))
-    written = Path(first["folder"]) / "full.h5"
-    written.unlink()  # as if the job had been killed before this volume
+    monkeypatch.setattr(spade_pl.core.atomic_io, "os", FullDiskOS("test_knee_padded.h5"))  # the last volume
+    with pytest.raises(OSError) as failed:
+        run(make_cfg(*cfg, tiny=False))
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename.endswith("test_knee_padded.h5")
+    folder = tmp_path / "run" / "reconstructions"
+    assert sorted(p.name for p in folder.iterdir()) == ["full.h5", "test_brain_16coils.h5", "test_brain_4coils_wide.h5"]
+    monkeypatch.undo()
     again = run(make_cfg(*cfg, tiny=False))
-    assert [v["volume"] for v in again["volumes"] if not v.get("skipped")] == ["full.h5"]
-    assert again["slices"] == 3 and written.is_file()
+    assert [v["volume"] for v in again["volumes"] if not v.get("skipped")] == ["test_knee_padded.h5"]
+    assert again["slices"] == 2 and (folder / "test_knee_padded.h5").is_file()
 
 
 def test_the_embedded_test_split_reconstructs_with_the_scores_of_stage_test(make_cfg, pretrained):

@@ -35,15 +35,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def atomic_write_in_memory_first(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """:func:`atomic_write`, serialised through ``write`` into memory first: writers that wrap a failed write (a full
+    disk) in an unrelated error (torch's zip writer: "unexpected pos ...", h5py: "File close failed") would hide
+    it, while a plain write of the bytes raises the ``OSError`` itself (ENOSPC), which the CLI reports in one
+    line."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save(obj)`` through :func:`atomic_write`, serialised in memory first: torch's zip writer turns a
-    failed write (a full disk) into an unrelated ``RuntimeError`` ("unexpected pos ..."), while a plain write of
-    the bytes raises the ``OSError`` itself (ENOSPC), which the CLI reports in one line."""
+    """``torch.save(obj)`` through :func:`atomic_write_in_memory_first`."""
     import torch
 
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    return atomic_write_in_memory_first(path, lambda f: torch.save(obj, f))
 
 
 def fsync_dir(folder: Path) -> None:

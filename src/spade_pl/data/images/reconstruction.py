@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from spade_pl.core.atomic_io import atomic_write
+from spade_pl.core.atomic_io import atomic_write_in_memory_first
 from spade_pl.core.errors import require
 from spade_pl.data.images.files import read_image, stored_dtype, write_image
 from spade_pl.data.images.sample import SRSample
@@ -58,4 +58,4 @@ class ImageReconstructions(Reconstructions):
         def write(file: IO[bytes]) -> None:
             write_image(file, slices[0], like=self.sources[name])
 
-        atomic_write(path, write)
+        atomic_write_in_memory_first(path, write)

@@ -14,7 +14,7 @@ import numpy as np
 from fastmri.data import SliceDataset
 from torch import Tensor
 
-from spade_pl.core.atomic_io import atomic_write
+from spade_pl.core.atomic_io import atomic_write_in_memory_first
 from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.data.reconstruction import Reconstructions
 
@@ -46,4 +46,4 @@ class MRIReconstructions(Reconstructions):
             with h5py.File(file, "w") as hf:
                 hf.create_dataset("reconstruction", data=slices.astype(np.float32))
 
-        atomic_write(path, write)
+        atomic_write_in_memory_first(path, write)
