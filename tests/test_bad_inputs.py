@@ -45,6 +45,12 @@ CONFIG_CASES = [
     ("problem.mask.mask_type=spiral", "mask type 'spiral' is unknown; allowed:"),
     ("data.eval_mask.accelerations=[0]", "mask acceleration 0 is invalid; allowed: integers >= 1"),
     ("network=du_sr", "does not fit problem=csmri: it needs a closed-form proximal data step, which its physics"),
+    (
+        "problem=sr network=e2e_varnet",
+        "network=e2e_varnet does not fit problem=sr: it needs multi-coil k-space measurements, which its physics "
+        "(Downsampling) does not provide",
+    ),
+    ("problem=sr network=deq", "use network=deq_sr"),
     ("finetune.max_epochs=-1", "finetune.max_epochs=-1 is invalid; allowed: integers >= 0"),
     ("pretrain.max_epochs=1.5", "pretrain.max_epochs=1.5 is invalid"),
     ("finetune.optimizer.lr=-1", "finetune.optimizer.lr=-1 is invalid; allowed: finite numbers > 0"),

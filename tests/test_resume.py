@@ -48,9 +48,15 @@ def metrics(run_dir: Path) -> dict:
     return {name: model["mean"] for name, model in results["models"].items()}
 
 
+@pytest.fixture(scope="module")
+def teacher_cache(tmp_path_factory) -> Path:
+    """One cache for this module's jobs: their jobs share a teacher config, so it is trained once."""
+    return tmp_path_factory.mktemp("teacher_cache")
+
+
 @pytest.mark.slow
-def test_killed_jobs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
-    rc, straight = job(tmp_path, "straight", cache=tmp_path / "cache_a")
+def test_killed_jobs_resume_to_exactly_the_uninterrupted_metrics(tmp_path, teacher_cache):
+    rc, straight = job(tmp_path, "straight", cache=teacher_cache)
     assert rc == 0
     expected = metrics(straight)
     assert set(expected) == {"zero-filled", "dense", "pruned (one-shot)", "pruned + distill"}
@@ -71,32 +77,20 @@ def test_killed_jobs_resume_to_exactly_the_uninterrupted_metrics(tmp_path):
 
 
 @pytest.mark.slow
-def test_fine_tuning_with_weight_averaging_resumes_exactly(tmp_path):
-    """The average and its update count travel in the checkpoint: a kill mid-fine-tuning changes nothing."""
-    cache, ema = tmp_path / "cache", "finetune.ema_decay=0.9"
-    rc, straight = job(tmp_path, "straight", ema, cache=cache)
-    assert rc == 0
-    rc, killed = job(tmp_path, "killed", ema, *kill_at("finetune-distill", 1), cache=cache)
-    assert rc == -signal.SIGKILL
-    rc, _ = job(tmp_path, "resumed", ema, f"resume_from={killed}", cache=cache)
-    assert rc == 0
-    assert metrics(killed) == metrics(straight)
-
-
-@pytest.mark.slow
-def test_fine_tuning_with_a_cosine_schedule_resumes_exactly(tmp_path):
-    """The scheduler's state travels in the checkpoint: a kill mid-way through a cosine annealing (the DEQ
-    recipes' schedule) resumes at the learning rate it stopped at."""
-    cache = tmp_path / "cache"
-    cosine = (
+def test_fine_tuning_with_weight_averaging_and_a_cosine_schedule_resumes_exactly(tmp_path, teacher_cache):
+    """The weight average with its update count, and the scheduler's state, travel in the checkpoint: a kill
+    mid-way through a cosine annealing (the DEQ recipes' schedule) resumes at the learning rate it stopped at and
+    with the average it had, so the metrics are the uninterrupted ones."""
+    recipe = (
+        "finetune.ema_decay=0.9",
         "finetune.max_epochs=3",
         "+finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:3}",
     )
-    rc, straight = job(tmp_path, "straight", *cosine, cache=cache)
+    rc, straight = job(tmp_path, "straight", *recipe, cache=teacher_cache)
     assert rc == 0
-    rc, killed = job(tmp_path, "killed", *cosine, *kill_at("finetune-distill", 1), cache=cache)
+    rc, killed = job(tmp_path, "killed", *recipe, *kill_at("finetune-distill", 1), cache=teacher_cache)
     assert rc == -signal.SIGKILL
-    rc, _ = job(tmp_path, "resumed", *cosine, f"resume_from={killed}", cache=cache)
+    rc, _ = job(tmp_path, "resumed", *recipe, f"resume_from={killed}", cache=teacher_cache)
     assert rc == 0
     assert metrics(killed) == metrics(straight)
     final = SafeCheckpointIO().load_checkpoint(killed / "checkpoints" / "finetune-distill" / "final.ckpt")
@@ -149,12 +143,6 @@ def test_checkpoints_that_no_training_stage_wrote_are_refused(make_cfg, finetune
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpadeInputError, match="is not a spade-pl run folder"):
         run(make_cfg("debug=limit", "finetune=supervised", f"resume_from={tmp_path / 'empty'}"))
-
-
-@pytest.fixture(scope="module")
-def teacher_cache(tmp_path_factory) -> Path:
-    """One cache for the tests below: their jobs share a teacher config, so it is trained once."""
-    return tmp_path_factory.mktemp("teacher_cache")
 
 
 def log_of(run_dir: Path) -> str:

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import spade_cli
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.images.datamodule import EmbeddedImagesBuilder, SRDataset, read_image
 from spade_pl.job.pipeline import run
@@ -171,22 +170,6 @@ def test_your_own_network_is_pruned_fine_tuned_and_benchmarked(make_cfg, monkeyp
     assert results["pruning"]["dncnn0"]["widths_before"] == [8] and results["pruning"]["dncnn0"]["widths_after"] == [4]
     assert "pruned + distill" in results["models"] and results["benchmark"]["mac_bound_forward"] > 1
     sys.modules.pop("custom_network", None)
-
-
-def test_incompatible_network_and_problem_is_one_line(tmp_path):
-    proc = spade_cli("problem=sr", "network=e2e_varnet", cwd=tmp_path, cache=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert (
-        "error: network=e2e_varnet does not fit problem=sr: it needs multi-coil k-space measurements, which its "
-        "physics (Downsampling) does not provide" in proc.stderr
-    )
-    proc = spade_cli("network=du_sr", cwd=tmp_path, cache=tmp_path)  # networks declare needs, problems provide
-    assert proc.returncode == 2 and (
-        "error: network=du_sr does not fit problem=csmri: it needs a closed-form proximal data step, which its "
-        "physics (MultiCoilMRI) does not provide" in proc.stderr
-    )
-    proc = spade_cli("problem=sr", "network=deq", *["debug=fdr"], cwd=tmp_path, cache=tmp_path)
-    assert proc.returncode == 2 and "use network=deq_sr" in proc.stderr
 
 
 def test_given_low_resolution_images_are_paired_by_name(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import spade_cli, tiny_overrides
+from spade_pl.__main__ import config_dir
 
 FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "benchmark.repeats=1", "benchmark.warmup=0"]
 EPOCHS = ["pretrain.max_epochs=1", "finetune.max_epochs=1"]
@@ -79,6 +80,29 @@ def test_reviewer_experiment_sweeps_ratios_times_every_strategy_and_both_scratch
         cfg = make_cfg(f"finetune={name}", tiny=False)
         assert cfg.finetune.name == name
     assert make_cfg("finetune=scratch_total", tiny=False).finetune.budget == "total"
+
+
+@pytest.mark.parametrize("network", sorted(p.stem for p in (Path(config_dir()) / "network").glob("*.yaml")))
+def test_every_strategy_of_the_reviewer_grid_gets_the_same_epochs(make_cfg, network):
+    """Equal budgets by construction: each strategy and baseline trains the network's fine-tuning epochs, the
+    ``_total`` baselines those plus the teacher's, whatever recipes the network has."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from spade_pl.job.recipe import FinetuneRecipe
+
+    strategies = make_cfg("experiment=reviewer", tiny=False).hydra.sweeper.params["finetune"].split(",")
+    epochs = {}
+    for name in strategies:
+        GlobalHydra.instance().clear()
+        cfg = make_cfg("experiment=reviewer", f"network={network}", f"finetune={name}", tiny=False)
+        recipe = FinetuneRecipe.from_config(cfg.finetune)
+        if recipe.trains:
+            epochs[name] = recipe.epochs(cfg.finetune.max_epochs, cfg.pretrain.max_epochs)
+    budget = cfg.network.finetune_epochs
+    assert {n: e for n, e in epochs.items() if not n.endswith("_total")} == dict.fromkeys(
+        [n for n in epochs if not n.endswith("_total")], budget
+    )
+    assert {epochs["scratch_total"], epochs["scratch_distill_total"]} == {budget + cfg.pretrain.max_epochs}
 
 
 @pytest.mark.slow

@@ -32,8 +32,13 @@ RANK_ZERO_SILENCE_S = 300.0
 # what shapes the dense model: the network section (its architecture and pre-training recipe; fine-tuning recipes
 # live in conf/recipe), the data, the problem, the pre-training config, the trainer and the seed ...
 SHAPING_SECTIONS = ("network", "data", "problem", "pretrain", "trainer", "seed")
-# ... except where a run loads and writes, and how its scored split is measured, which change nothing in the model
-RUN_ENVIRONMENT = {"data": ("num_workers", "eval_mask"), "trainer": ("default_root_dir",)}
+# ... except where a run loads and writes, how its scored split is measured and how long the pruned network
+# fine-tunes, which change nothing in the dense model
+RUN_ENVIRONMENT = {
+    "data": ("num_workers", "eval_mask"),
+    "trainer": ("default_root_dir",),
+    "network": ("finetune_epochs",),
+}
 
 
 #: the module path each class had when cached teachers were first keyed: keys name those paths, so that moving a
