@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,13 @@ def installed(tmp_path_factory) -> Path:
     """The wheel built from this checkout, installed (without its dependencies, which this venv has) into a
     folder of its own: what ``pip install .`` puts in a user's environment."""
     folder = tmp_path_factory.mktemp("wheel")
-    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q"]
+    source = folder / "source"  # the checkout's files alone: no build folder left from an earlier build
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q"]
     subprocess.run([*build, "-w", str(folder / "dist")], check=True, capture_output=True, timeout=300)
     (wheel,) = (folder / "dist").glob("spade_pl-*.whl")
     target = folder / "site"
