@@ -36,6 +36,8 @@ class UnrolledDnCNN(MBDLNetwork):
     """``x ← D_k(x − η_k A^H(A x − y))`` for ``iterations`` steps, from the physics' starting image."""
 
     needs = frozenset({DATA_TERM})  # whatever the physics' data term needs (MRI: the data's coil maps)
+    # its iterations are stages depth pruning may remove (prune.depth), each with its step size
+    stages_at, stage_parameters, stage_argument = "denoisers", ("step_sizes",), "iterations"
 
     def __init__(self, channels: int = 1, iterations: int = 4, features: int = 32, depth: int = 5):
         super().__init__()
@@ -51,7 +53,8 @@ class UnrolledDnCNN(MBDLNetwork):
         return x
 
     def priors(self) -> dict[str, nn.Module]:
-        return {f"dncnn{i}": denoiser for i, denoiser in enumerate(self.denoisers)}
+        # named by the dense network's iteration index, which stays when depth pruning removes others
+        return {f"dncnn{i}": denoiser for i, denoiser in zip(self.stage_ids(), self.denoisers, strict=True)}
 
     def prior_output_layers(self) -> dict[str, list[nn.Module]]:
         return {name: [denoiser.tail] for name, denoiser in self.priors().items()}

@@ -37,13 +37,15 @@ from conftest import mri_batch, sr_batch  # noqa: E402
 
 #: every physics, by the batch that carries it
 PHYSICS: dict[str, Callable[[], object]] = {"csmri": mri_batch, "sr": sr_batch}
-#: every shipped network (tiny), with the channels of each physics it may take
-NETWORKS: dict[str, Callable[[int], MBDLNetwork]] = {
-    "e2e_varnet": lambda channels: E2EVarNet(num_cascades=2, chans=4, pools=2, sens_chans=2, sens_pools=2),
-    "varnet": lambda channels: VarNetGivenMaps(num_cascades=2, chans=4, pools=2),
-    "deq": lambda channels: DEQ(feats=8, num_blocks=1, max_iter=8, tol=1e-3, channels=channels),
-    "du_sr": lambda channels: UnrolledHQS(iterations=2, channels=channels, widths=(4, 8), blocks=1),
-    "custom": lambda channels: UnrolledDnCNN(channels=channels, iterations=2, features=8, depth=3),
+#: every shipped network (tiny), with the channels of each physics it may take and its number of removable stages
+NETWORKS: dict[str, Callable[..., MBDLNetwork]] = {
+    "e2e_varnet": lambda channels, stages=2: E2EVarNet(
+        num_cascades=stages, chans=4, pools=2, sens_chans=2, sens_pools=2
+    ),
+    "varnet": lambda channels, stages=2: VarNetGivenMaps(num_cascades=stages, chans=4, pools=2),
+    "deq": lambda channels, stages=1: DEQ(feats=8, num_blocks=stages, max_iter=8, tol=1e-3, channels=channels),
+    "du_sr": lambda channels, stages=2: UnrolledHQS(iterations=stages, channels=channels, widths=(4, 8), blocks=1),
+    "custom": lambda channels, stages=2: UnrolledDnCNN(channels=channels, iterations=stages, features=8, depth=3),
 }
 #: every objective (the shipped strategies' and a sum of terms)
 OBJECTIVES: dict[str, Callable[[], nn.Module]] = {
@@ -95,6 +97,46 @@ def test_forward_is_finite_with_the_image_shape_and_survives_prune_save_load_rep
     saved = torch.load(tmp_path / "pruned.pt", weights_only=True)
     torch.manual_seed(1)
     rebuilt = replay_structure(NETWORKS[name](physics.channels), saved["structure"])
+    rebuilt.load_state_dict(saved["state"])
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.eval()(batch.y, physics), pruned.eval()(batch.y, physics), atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("name", "problem"), FITTING)
+def test_removing_stages_leaves_the_network_built_with_fewer_holding_the_kept_stages(name, problem):
+    batch = PHYSICS[problem]()
+    physics = batch.physics()
+    torch.manual_seed(0)
+    dense = NETWORKS[name](physics.channels, 4)
+    network = copy.deepcopy(dense)
+    network.keep_stages([1, 3])
+    stages = lambda net: [e for e in net.get_submodule(net.stages_at) if net.stage_type in (None, type(e))]  # noqa: E731
+    for kept, source in zip(stages(network), [stages(dense)[1], stages(dense)[3]], strict=True):
+        assert all(
+            torch.equal(a, b) for a, b in zip(kept.state_dict().values(), source.state_dict().values(), strict=True)
+        )
+    for parameter in network.stage_parameters:
+        assert torch.equal(getattr(network, parameter), getattr(dense, parameter)[[1, 3]])
+    assert network.stage_ids() == [1, 3]
+    fewer = NETWORKS[name](physics.channels, 2)
+    fewer.load_state_dict(network.state_dict())  # strict: exactly the modules of a 2-stage network
+    with torch.no_grad():
+        assert torch.equal(fewer.eval()(batch.y, physics), network.eval()(batch.y, physics))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("name", "problem"), FITTING)
+def test_depth_and_width_pruning_together_survive_save_load_replay(name, problem, tmp_path):
+    batch = PHYSICS[problem]()
+    physics = batch.physics()
+    torch.manual_seed(0)
+    pruned = NETWORKS[name](physics.channels, 4)
+    result = prune_network(pruned, batch.y, physics, PruneSettings(ratio=0.5, depth=0.5))
+    assert result.structure["depth"]["stages"] == 4 and len(result.structure["depth"]["kept"]) == 2
+    torch.save({"state": pruned.state_dict(), "structure": result.structure}, tmp_path / "pruned.pt")
+    saved = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    rebuilt = replay_structure(NETWORKS[name](physics.channels, 4), saved["structure"])
     rebuilt.load_state_dict(saved["state"])
     with torch.no_grad():
         assert torch.allclose(rebuilt.eval()(batch.y, physics), pruned.eval()(batch.y, physics), atol=1e-6)

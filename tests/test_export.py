@@ -101,17 +101,21 @@ print(sum(p.numel() for p in model.parameters()), float((output - case["rss"]).a
 """
 
 
+@pytest.mark.parametrize(("depth", "cascades"), [(0.0, 2), (0.5, 1)])
 def test_a_pruned_e2e_varnet_exports_to_a_fastmri_varnet_that_fastmri_alone_runs(
-    make_cfg, tmp_path, capsys, pretrained
+    make_cfg, tmp_path, capsys, pretrained, depth, cascades
 ):
-    """s = 0.5 of chans 4 keeps chans 2 at every level: exactly fastmri's VarNet(chans=2)."""
+    """s = 0.5 of chans 4 keeps chans 2 at every level, and depth 0.5 one of the two cascades: exactly fastmri's
+    VarNet(num_cascades=K, chans=2)."""
     rss = "+network.model.output=rss"
     dense = pretrained("debug=fdr", rss)
-    pruned = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr", rss))["pruned_checkpoint"]
+    pruning = ("stage=prune", f"ckpt_path={dense}", "debug=fdr", rss, f"prune.depth={depth}")
+    pruned = run(make_cfg(*pruning))["pruned_checkpoint"]
     export = make_cfg("stage=export", f"ckpt_path={pruned}", rss)
     record = run(export)
-    assert record["library_format"]["arguments"] == dict(num_cascades=2, sens_chans=2, sens_pools=2, chans=2, pools=2)
-    assert "fastmri_varnet.pt: a plain state_dict of fastmri.models.VarNet(num_cascades=2" in capsys.readouterr().out
+    arguments = dict(num_cascades=cascades, sens_chans=2, sens_pools=2, chans=2, pools=2)
+    assert record["library_format"]["arguments"] == arguments
+    assert f"a plain state_dict of fastmri.models.VarNet(num_cascades={cascades}" in capsys.readouterr().out
     r = prepare(export)
     network = r.networks.load(pruned)[0].eval()
     batch = next(iter(r.datamodule.test_dataloader()))
@@ -178,7 +182,8 @@ def test_the_pruned_network_rebuilds_from_its_dense_class_and_the_pruning_histor
     sys.path.insert(0, str(EXAMPLES))
     try:
         dense = pretrained(*extra, "debug=fdr")
-        pruned = run(make_cfg(*extra, "stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"]
+        pruning = ("stage=prune", f"ckpt_path={dense}", "debug=fdr", "prune.depth=0.5")  # cascades and channels
+        pruned = run(make_cfg(*extra, *pruning))["pruned_checkpoint"]
         export = make_cfg(*extra, "stage=export", f"ckpt_path={pruned}")
         run(export)
         r = prepare(export)

@@ -47,6 +47,16 @@ class MBDLNetwork(nn.Module, ABC):
     iterative: bool = False
     #: the last forward's solver statistics (``iterations``, ``residual``, ``converged``), for iterative networks
     solver_stats: dict[str, Any] | None = None
+    #: where the network's removable stages sit (cascades, unrolled iterations, residual blocks): the dotted path
+    #: of an ``nn.ModuleList`` or ``nn.Sequential``, whose entries of type ``stage_type`` (all when None) are the
+    #: stages depth pruning (``prune.depth``) may remove; None: the network declares none
+    stages_at: str | None = None
+    stage_type: type[nn.Module] | None = None
+    #: parameters holding one value per stage (e.g. an unrolled network's step sizes), kept with their stages
+    stage_parameters: tuple[str, ...] = ()
+    #: the constructor argument that counts the stages: the class built with the kept count is the depth-pruned
+    #: network (how an exported one is rebuilt without spade-pl)
+    stage_argument: str | None = None
 
     @abstractmethod
     def forward(self, y: Tensor, physics: Physics) -> Tensor: ...
@@ -90,6 +100,35 @@ class MBDLNetwork(nn.Module, ABC):
         """This network (dense or pruned) in its own library's format, or None when it has none (raises an
         input error saying why when it has one but these weights do not fit it)."""
         return None
+
+    def _stage_positions(self) -> list[int]:
+        container = self.get_submodule(self.stages_at) if self.stages_at else []
+        return [i for i, entry in enumerate(container) if self.stage_type is None or isinstance(entry, self.stage_type)]
+
+    def stage_count(self) -> int:
+        """How many removable stages the network has now (0: it declares none)."""
+        return len(self._stage_positions())
+
+    def stage_ids(self) -> list[int]:
+        """The dense network's index of each stage still here: priors named by it keep their names (and the
+        pruning history its meaning) when depth pruning removes other stages."""
+        return list(getattr(self, "_kept_stage_ids", range(self.stage_count())))
+
+    def keep_stages(self, kept: list[int]) -> None:
+        """Keep the stages at positions ``kept`` (ascending), remove the others, in place: the network is then the
+        one built with ``len(kept)`` stages holding those stages' weights."""
+        positions, ids = self._stage_positions(), self.stage_ids()
+        require(bool(positions), f"{type(self).__name__} declares no removable stages (stages_at)")
+        dropped = {positions[i] for i in range(len(positions)) if i not in set(kept)}
+        container = self.get_submodule(self.stages_at)
+        entries = [entry for i, entry in enumerate(container) if i not in dropped]
+        parent, _, attribute = self.stages_at.rpartition(".")
+        rebuilt = nn.ModuleList(entries) if isinstance(container, nn.ModuleList) else nn.Sequential(*entries)
+        setattr(self.get_submodule(parent) if parent else self, attribute, rebuilt)
+        for name in self.stage_parameters:
+            values = getattr(self, name)
+            setattr(self, name, nn.Parameter(values.detach()[kept].clone(), requires_grad=values.requires_grad))
+        self._kept_stage_ids = [ids[i] for i in kept]
 
     def select_priors(self, names: list[str] | None) -> dict[str, nn.Module]:
         """The priors called ``names`` (all of them for ``None``); unknown names are an input error."""

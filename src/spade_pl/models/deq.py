@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.models.anderson import anderson, validate_solver_settings
 from spade_pl.models.base import MBDLNetwork
-from spade_pl.models.edsr import EDSR
+from spade_pl.models.edsr import EDSR, ResidualBlock
 from spade_pl.physics.base import DATA_TERM, DataTerm, MissingOperatorData, Physics
 
 
@@ -43,6 +43,8 @@ class DEQ(MBDLNetwork):
 
     needs = frozenset({DATA_TERM})  # on MRI data: the data's (or ESPIRiT) coil maps
     iterative = True
+    stages_at, stage_type = "prior.body", ResidualBlock  # the prior's residual blocks (not its last conv)
+    stage_argument = "num_blocks"
 
     def __init__(
         self,

@@ -23,6 +23,8 @@ class UnrolledHQS(MBDLNetwork):
     needs = frozenset(
         {CLOSED_FORM_PROX, DATA_TERM}
     )  # a conjugate-gradient prox per iteration would cost what it unrolls
+    stages_at, stage_argument = "steps", "iterations"
+    stage_parameters = ("log_alpha",)
 
     def __init__(
         self,
@@ -47,7 +49,7 @@ class UnrolledHQS(MBDLNetwork):
         return x
 
     def priors(self) -> dict[str, nn.Module]:
-        return {f"iter{i}": prior for i, prior in enumerate(self.steps)}
+        return {f"iter{i}": prior for i, prior in zip(self.stage_ids(), self.steps, strict=True)}
 
     def prior_output_layers(self) -> dict[str, list[nn.Module]]:
         return {name: [prior.tail] for name, prior in self.priors().items()}

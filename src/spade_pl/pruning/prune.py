@@ -1,4 +1,5 @@
-"""SPADE pruning: remove whole channels from every dependency group of each CNN prior.
+"""SPADE pruning: remove whole channels from every dependency group of each CNN prior (after removing whole
+stages, ``prune.depth``: :mod:`spade_pl.pruning.depth`).
 
 Each prior is traced on its own by torch-pruning's DependencyGraph with the real input it received in
 one forward pass of the whole MBDL network (tracing a whole E2E-VarNet fails in torch-pruning, and the
@@ -26,6 +27,7 @@ from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.models.base import MBDLNetwork, recorded_prior_calls
 from spade_pl.physics.base import Physics
 from spade_pl.pruning.counting import conv_widths, count_macs, count_params
+from spade_pl.pruning.depth import choose_stages
 from spade_pl.pruning.settings import PruneSettings, importance_object
 from spade_pl.pruning.widths import kept_channels
 
@@ -112,22 +114,50 @@ def _check_channels_survive(
                 )
 
 
+def prior_counts(prior: nn.Module, fixed: list[nn.Module], example: Tensor) -> tuple[list[int], int, int]:
+    """A prior's conv widths, parameters and MACs per call (on the batch ``example``)."""
+    return conv_widths(prior, fixed), count_params(prior), count_macs(prior, example) * len(example)
+
+
 def prune_network(network: MBDLNetwork, y: Tensor, physics: Physics, settings: PruneSettings) -> PruningResult:
-    """Prune ``network``'s priors in place; return the replayable structure and a per-prior report."""
+    """Prune ``network`` in place: its stages (``settings.depth``), then its priors' channels (``settings.ratio``);
+    return the replayable structure and a per-prior report (a removed stage's prior: all counts 0)."""
     names = settings.prior_names(network)
     structure: dict[str, Any] = {"settings": settings.as_dict(), "priors": {}}
     result = PruningResult(structure=structure, network_params=(count_params(network),) * 2)
-    if settings.ratio == 0 or not names:
+    if (settings.ratio == 0 and settings.depth == 0) or not names:
         return result
-    paths = {id(module): path for path, module in network.named_modules()}
+    require(settings.round_to != "auto", "prune.round_to=auto must be resolved (by measurement) before pruning")
     inputs = capture_prior_inputs(network, y, physics, names)
     priors, output_layers = network.priors(), network.prior_output_layers()
-    require(settings.round_to != "auto", "prune.round_to=auto must be resolved (by measurement) before pruning")
+    before = {name: prior_counts(priors[name], output_layers[name], inputs[name]) for name in names}
+    if settings.depth > 0:
+        kept = choose_stages(network, y, physics, settings)
+        structure["depth"] = {"stages": network.stage_count(), "kept": kept}
+        network.keep_stages(kept)
+        priors, output_layers = network.priors(), network.prior_output_layers()
+        names = [name for name in names if name in priors]
+        inputs = capture_prior_inputs(network, y, physics, names)
+    if settings.ratio > 0:
+        prune_channels(network, names, inputs, settings, structure)
+    for name, (widths, params, macs) in before.items():
+        after = prior_counts(priors[name], output_layers[name], inputs[name]) if name in priors else ([], 0, 0)
+        result.reports[name] = PriorReport(widths, after[0], params, after[1], macs, after[2])
+    result.network_params = (result.network_params[0], count_params(network))
+    return result
+
+
+def prune_channels(
+    network: MBDLNetwork, names: list[str], inputs: dict[str, Tensor], settings: PruneSettings, structure: dict
+) -> None:
+    """Remove ``settings.ratio`` of the channels of every dependency group of each named prior (torch-pruning),
+    recording each prior's pruning history in ``structure``."""
+    paths = {id(module): path for path, module in network.named_modules()}
+    priors, output_layers = network.priors(), network.prior_output_layers()
     for name in names:
         _check_channels_survive(name, priors[name], settings, output_layers[name])
     for name in names:
         prior, example, fixed = priors[name], inputs[name], output_layers[name]
-        before = (conv_widths(prior, fixed), count_params(prior), count_macs(prior, example) * len(example))
         was_training = prior.training
         pruner = tp.pruner.BasePruner(
             prior,
@@ -148,20 +178,18 @@ def prune_network(network: MBDLNetwork, y: Tensor, physics: Physics, settings: P
             "input_shape": list(example.shape),
             "history": [[layer, bool(out), [int(i) for i in idxs]] for layer, out, idxs in pruner.pruning_history()],
         }
-        result.reports[name] = PriorReport(
-            widths_before=before[0],
-            widths_after=conv_widths(prior, fixed),
-            params_before=before[1],
-            params_after=count_params(prior),
-            macs_before=before[2],
-            macs_after=count_macs(prior, example) * len(example),
-        )
-    result.network_params = (result.network_params[0], count_params(network))
-    return result
 
 
 def replay_structure(network: MBDLNetwork, structure: dict[str, Any]) -> MBDLNetwork:
-    """Re-apply a stored pruning structure to a freshly built (dense) ``network``, in place."""
+    """Re-apply a stored pruning structure to a freshly built (dense) ``network``, in place: its removed stages,
+    then its channels."""
+    if depth := structure.get("depth"):
+        require(
+            network.stage_count() == depth["stages"],
+            f"the checkpoint's pruned structure keeps stages {depth['kept']} of {depth['stages']}; the configured "
+            f"network has {network.stage_count()} (network.model sets the dense network's depth)",
+        )
+        network.keep_stages(list(depth["kept"]))
     priors = network.priors()
     unknown = [n for n in structure.get("priors", {}) if n not in priors]
     require(not unknown, f"pruned structure names prior(s) {unknown} that this network does not have ({list(priors)})")

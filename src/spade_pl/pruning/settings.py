@@ -14,6 +14,8 @@ from spade_pl.core.errors import require
 from spade_pl.models.base import MBDLNetwork
 
 IMPORTANCES = ("l1", "l2", "random")
+#: how depth pruning chooses the stages it removes (spade_pl.pruning.depth)
+DEPTH_IMPORTANCES = ("measured", "uniform", "last")
 # torch-pruning importances that read .grad (a backward pass before pruning) or activations (forward hooks)
 NEEDS_GRADIENTS = (
     tp.importance.GroupTaylorImportance,
@@ -37,10 +39,12 @@ class PruneSettings:
     priors: list[str] | None = None  # None: every prior of the network (see include_sensitivity_net)
     include_sensitivity_net: bool = False
     target_speedup: float | None = None  # instead of ``ratio``: the smallest ratio measured to reach it
+    depth: float = 0.0  # the fraction of the network's removable stages removed (before the channels)
+    depth_importance: str = "measured"  # one of DEPTH_IMPORTANCES
 
     @property
     def prunes(self) -> bool:
-        return self.ratio > 0 or self.target_speedup is not None
+        return self.ratio > 0 or self.target_speedup is not None or self.depth > 0
 
     def __post_init__(self) -> None:
         require(
@@ -48,6 +52,14 @@ class PruneSettings:
             f"prune.ratio={self.ratio} is invalid; allowed: 0 <= ratio < 1 (the fraction of channels removed)",
         )
         importance_class(self.importance)  # a bad name or class is one line now, not at pruning time
+        require(
+            isinstance(self.depth, int | float) and not isinstance(self.depth, bool) and 0 <= self.depth < 1,
+            f"prune.depth={self.depth} is invalid; allowed: 0 <= depth < 1 (the fraction of stages removed)",
+        )
+        require(
+            self.depth_importance in DEPTH_IMPORTANCES,
+            f"prune.depth_importance={self.depth_importance!r} is unknown; allowed: {', '.join(DEPTH_IMPORTANCES)}",
+        )
         require(
             int(self.iterative_steps) >= 1, f"prune.iterative_steps={self.iterative_steps} is invalid; allowed: >= 1"
         )

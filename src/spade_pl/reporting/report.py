@@ -125,9 +125,12 @@ def plot_results(
     plt.close(fig)
 
 
-def pruning_markdown(reports: dict[str, Any], network_params: tuple[int, int] | None = None) -> str:
-    """Per prior and in total: conv widths before -> after, parameters, MACs per prior call; and the whole
-    network's parameters (``network_params``: before, after), the parts pruning leaves dense included."""
+def pruning_markdown(
+    reports: dict[str, Any], network_params: tuple[int, int] | None = None, depth: dict[str, Any] | None = None
+) -> str:
+    """Per prior and in total: conv widths before -> after, parameters, MACs per prior call (a removed stage's
+    prior: all 0); the stages depth pruning kept (``depth``, the structure's record); and the whole network's
+    parameters (``network_params``: before, after), the parts pruning leaves dense included."""
     lines = [
         "Pruning (per prior; MACs per call of that prior)",
         "",
@@ -135,7 +138,7 @@ def pruning_markdown(reports: dict[str, Any], network_params: tuple[int, int] | 
         "|---|---|---:|---:|",
     ]
     for name, r in reports.items():
-        widths = f"{'/'.join(map(str, r.widths_before))} → {'/'.join(map(str, r.widths_after))}"
+        widths = f"{'/'.join(map(str, r.widths_before))} → {'/'.join(map(str, r.widths_after)) or 'removed'}"
         lines.append(
             f"| {name} | {widths} | {r.params_before:,} → {r.params_after:,} | {r.macs_before:,} → {r.macs_after:,} |"
         )
@@ -145,6 +148,9 @@ def pruning_markdown(reports: dict[str, Any], network_params: tuple[int, int] | 
             f"| total | | {params_b:,} → {params_a:,} ({params_a / params_b:.1%}) "
             f"| {macs_b:,} → {macs_a:,} ({macs_a / macs_b:.1%}) |"
         )
+    if depth:
+        kept = ", ".join(map(str, depth["kept"]))
+        lines += ["", f"Stages kept: {kept} of 0..{depth['stages'] - 1} ({len(depth['kept'])} of {depth['stages']})"]
     if network_params is not None and network_params[0]:
         before, after = network_params
         lines += ["", f"Whole network: {before:,} → {after:,} parameters ({after / before:.1%})"]

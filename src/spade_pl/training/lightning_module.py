@@ -114,7 +114,7 @@ class ReconModule(L.LightningModule):
         if stored and self.pruning_structure is None:
             replay_structure(self.network, stored)
             self.pruning_structure = stored
-        elif stored and stored.get("priors") != self.pruning_structure.get("priors"):
+        elif stored and any(stored.get(k) != self.pruning_structure.get(k) for k in ("priors", "depth")):
             raise SpadeInputError("the checkpoint's pruned structure does not match the pruned network of this run")
 
     # ---- training / validation ------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``stage=export``'s weight files: the network (dense or pruned) as plain tensors that a user's own code loads.
 
 ``state_dict.pt`` holds ``{"state_dict", "spade_pruning", "spade_pl_network"}``: the weights, torch-pruning's
-pruning history of each pruned prior (with the prior's place in the network), and the network's config. spade-pl
+pruning history of each pruned prior (with the prior's place in the network) and the stages depth pruning kept,
+and the network's config. spade-pl
 reads it back through ``ckpt_path=``; without spade-pl's pipeline, the dense class and torch-pruning rebuild the
 pruned network (:data:`REBUILD`, the lines the docs show). Where the network has a format of its own library
 (:meth:`~spade_pl.models.base.MBDLNetwork.library_format`: E2E-VarNet as a plain ``fastmri.models.VarNet``), that
@@ -28,8 +29,10 @@ import torch
 import torch_pruning as tp
 
 saved = torch.load("export/state_dict.pt", weights_only=True)
-network = DenseClass(**arguments)  # the class and arguments it was trained with: saved["spade_pl_network"]
-for prior in saved["spade_pruning"]["priors"].values():  # absent for a dense network
+pruning = saved.get("spade_pruning", {})  # absent for a dense network
+# the class and arguments it was trained with (saved["spade_pl_network"]), with the stages it kept (prune.depth)
+network = DenseClass(**{**arguments, **pruning.get("depth", {}).get("arguments", {})})
+for prior in pruning.get("priors", {}).values():
     module = network.get_submodule(prior["module"])
     graph = tp.DependencyGraph().build_dependency(module, example_inputs=torch.zeros(prior["input_shape"]))
     graph.load_pruning_history(prior["history"])
@@ -38,10 +41,13 @@ network.load_state_dict(saved["state_dict"])
 
 
 def with_module_paths(network: MBDLNetwork, structure: dict[str, Any]) -> dict[str, Any]:
-    """``structure`` with each prior's place in ``network`` (``"module"``: its ``get_submodule`` path)."""
+    """``structure`` with each prior's place in ``network`` (``"module"``: its ``get_submodule`` path), and for a
+    depth-pruned network the constructor argument that builds it with the stages it kept."""
     paths = {id(module): path for path, module in network.named_modules()}
     priors = network.priors()
     located = copy.deepcopy(structure)
+    if "depth" in located:
+        located["depth"]["arguments"] = {network.stage_argument: network.stage_count()}
     for name, entry in located.get("priors", {}).items():
         entry["module"] = paths[id(priors[name])]
     return located

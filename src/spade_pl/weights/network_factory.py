@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from spade_pl.models.base import MBDLNetwork
 from spade_pl.pruning.counting import count_params
 from spade_pl.pruning.prune import replay_structure
 from spade_pl.weights.checkpoint_files import read_checkpoint
-from spade_pl.weights.load import check_shapes, find_network_weights
+from spade_pl.weights.load import PRUNING_KEY, check_shapes, find_network_weights
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,11 @@ class NetworkFactory:
         path, network = str(ckpt_path), self.new()
         started = time.perf_counter()
         configured = OmegaConf.to_container(self.model, resolve=True)
-        weights = find_network_weights(read_checkpoint(path), path, network, configured, self.ckpt_prefix)
-        if weights.structure:
-            replay_structure(network, weights.structure)
+        checkpoint = read_checkpoint(path)
+        stored = checkpoint.get(PRUNING_KEY) if isinstance(checkpoint, Mapping) else None
+        if stored:  # first: the weights are then found by the names of the pruned network (its kept stages)
+            replay_structure(network, stored)
+        weights = find_network_weights(checkpoint, path, network, configured, self.ckpt_prefix)
         network.load_state_dict(check_shapes(weights, path, network, configured), strict=True)
         arguments = ", ".join(f"{k}={v}" for k, v in configured.items() if k != "_target_")
         log.info(

@@ -39,6 +39,7 @@ def pruning_record(result: PruningResult, path: Path) -> dict[str, Any]:
         "pruned_checkpoint": str(path),
         "pruning": {name: vars(rep) for name, rep in result.reports.items()},
         "network_params": list(result.network_params),
+        **({"depth": result.structure["depth"]} if "depth" in result.structure else {}),
     }
 
 
@@ -47,7 +48,7 @@ def stage_prune(ctx: JobContext) -> dict[str, Any]:
     dense, extra = dense_network(ctx), {}
     settings, markdown = choose_structure(ctx, dense, extra)
     pruned, pruning, path = prune_one_shot(ctx, dense, settings)
-    markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
+    markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params, pruning.structure.get("depth"))
     scored = [
         Scored(DENSE, LABELS[DENSE], ctx.training.test(LABELS[DENSE], dense)),
         Scored(ONE_SHOT, LABELS[ONE_SHOT], pruned),

@@ -53,7 +53,7 @@ def run_spade(ctx: JobContext) -> dict[str, Any]:
         pruned, pruning, pruned_path = prune_one_shot(ctx, dense, settings)
         scored.append(Scored(ONE_SHOT, LABELS[ONE_SHOT], pruned))
         extra.update(pruning_record(pruning, pruned_path))
-        markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params)
+        markdown += "\n" + pruning_markdown(pruning.reports, pruning.network_params, pruning.structure.get("depth"))
         ctx.training.costs["prune"] = {"wall_s": pruning.seconds}
         final = pruned.network
         recipe = ctx.recipe

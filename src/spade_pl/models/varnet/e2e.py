@@ -74,6 +74,7 @@ class E2EVarNet(MBDLNetwork):
 
     needs = frozenset({MULTICOIL_KSPACE})  # it predicts multi-coil k-space
     dense_priors = ("sens",)
+    stages_at, stage_argument = "varnet.cascades", "num_cascades"
     OUTPUTS = ("combined", "rss")
 
     def __init__(
@@ -197,7 +198,7 @@ class E2EVarNet(MBDLNetwork):
             "chans": int(state[f"{CASCADE_UNET}.down_sample_layers.0.layers.0.weight"].shape[0]),
             "sens_chans": int(state[f"{SENS_UNET}.down_sample_layers.0.layers.0.weight"].shape[0]),
         }
-        arguments = {**self.architecture, **widths}
+        arguments = {**self.architecture, **widths, "num_cascades": self.stage_count()}
         with torch.device("meta"):
             expected = VarNet(**arguments).state_dict()
         wrong = next((key for key, value in state.items() if expected[key].shape != value.shape), None)
@@ -212,7 +213,7 @@ class E2EVarNet(MBDLNetwork):
         return LibraryFormat("fastmri.models.VarNet", arguments, state, "fastmri_varnet.pt")
 
     def priors(self) -> dict[str, nn.Module]:
-        named = {f"cascade{i}": c.model.unet for i, c in enumerate(self.varnet.cascades)}
+        named = {f"cascade{i}": c.model.unet for i, c in zip(self.stage_ids(), self.varnet.cascades, strict=True)}
         named["sens"] = self.varnet.sens_net.norm_unet.unet
         return named
 

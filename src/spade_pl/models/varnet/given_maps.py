@@ -72,4 +72,4 @@ class VarNetGivenMaps(E2EVarNet):
         return physics
 
     def priors(self) -> dict[str, nn.Module]:
-        return {f"cascade{i}": c.model.unet for i, c in enumerate(self.varnet.cascades)}
+        return {f"cascade{i}": c.model.unet for i, c in zip(self.stage_ids(), self.varnet.cascades, strict=True)}
