@@ -30,6 +30,14 @@ checkpoint() { python3 -c "import json,sys; print(json.load(open('results/demo_d
 paper="stage=benchmark benchmark.size=320 benchmark.coils=16 prune.ratio=0.5"
 ./run_experiment.sh bench_e2e_varnet_paper_320 $paper network=e2e_varnet_paper
 ./run_experiment.sh bench_deq_paper_320 $paper network=deq_paper benchmark.repeats=3 benchmark.warmup=1
+# depth and width together: half the cascades (evenly spaced: at random weights no stage matters more) and half
+# the channels; then with the sensitivity net pruned too and the widths rounded to the multiple measured fastest
+depth="prune.depth=0.5 prune.depth_importance=uniform"
+./run_experiment.sh bench_e2e_varnet_paper_320_depth $paper network=e2e_varnet_paper $depth
+./run_experiment.sh bench_e2e_varnet_paper_320_depth_sens $paper network=e2e_varnet_paper $depth \
+  prune.include_sensitivity_net=true prune.round_to=auto
+# the small default E2E-VarNet on the embedded slice, depth and width together
+./run_experiment.sh bench_e2e_varnet_depth stage=benchmark prune.ratio=0.5 $depth
 
 if [ "${GPU:-0}" = 1 ]; then
   ./run_experiment.sh gpu_e2e_paper_graph $paper network=e2e_varnet_paper benchmark.device=cuda \

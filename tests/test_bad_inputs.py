@@ -54,6 +54,8 @@ CONFIG_CASES = [
     ("prune.depth=1.0", "prune.depth=1.0 is invalid; allowed: 0 <= depth < 1"),
     ("prune.depth=0.5 prune.depth_importance=bogus", "prune.depth_importance='bogus' is unknown; allowed: measured"),
     ("prune.depth=0.6", "prune.depth=0.6 would leave 0 of the 2 stages of E2EVarNet"),
+    ("finetune.contractivity_weight=-1", "finetune.contractivity_weight=-1 is invalid; allowed: >= 0"),
+    ("finetune.contractivity_weight=0.1", "needs a fixed-point network and E2EVarNet solves none"),
     ("finetune.max_epochs=-1", "finetune.max_epochs=-1 is invalid; allowed: integers >= 0"),
     ("pretrain.max_epochs=1.5", "pretrain.max_epochs=1.5 is invalid"),
     ("finetune.optimizer.lr=-1", "finetune.optimizer.lr=-1 is invalid; allowed: finite numbers > 0"),

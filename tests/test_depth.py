@@ -116,3 +116,19 @@ def test_the_report_shows_removed_stages_as_removed_priors_and_names_the_kept_on
     assert removed.params_before == result.reports["dncnn0"].params_before > result.reports["dncnn0"].params_after > 0
     markdown = pruning_markdown(result.reports, result.network_params, result.structure["depth"])
     assert "| dncnn3 | 8 → removed | 737 → 0 |" in markdown and "Stages kept: 0, 1 of 0..3 (2 of 4)" in markdown
+
+
+def test_the_whole_job_removes_a_cascade_fine_tunes_and_reports_it(make_cfg, tmp_path):
+    """debug=limit: one fine-tuning step, which saves and reloads the depth-pruned checkpoint as every job does."""
+    from spade_pl.job.pipeline import run
+
+    job = ("debug=limit", "finetune=distill", "prune.depth=0.5", "benchmark.repeats=1", "benchmark.warmup=0")
+    results = run(make_cfg(*job))
+    assert results["depth"] == {"stages": 2, "kept": results["depth"]["kept"]} and len(results["depth"]["kept"]) == 1
+    removed = next(name for name, rep in results["pruning"].items() if rep["widths_after"] == [])
+    assert results["pruning"][removed]["macs_after"] == 0 and removed.startswith("cascade")
+    bench = (tmp_path / "run" / "benchmark.md").read_text()
+    assert f"MACs per call, {removed} |" in bench and "| removed |" in bench
+    summary = results["summary"]["cap"]
+    assert f"unpruned prior {removed}" not in summary["untouched_macs"]
+    assert "Stages kept:" in (tmp_path / "run" / "results.md").read_text()

@@ -194,10 +194,14 @@ def _results(root: Path, kind: str = "runs") -> dict:
 def test_ddp_on_two_cpu_processes_runs_the_whole_job_and_tests_like_one_device(tmp_path):
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
     cache = tmp_path / "cache"
-    job = spade_cli(*ddp, *_ddp_data(), *FAST, *EPOCHS, "finetune=distill", cwd=tmp_path / "job", cache=cache)
+    # a measured depth choice (each rank prunes on its own batch) is made once: DDP refuses ranks whose
+    # networks differ
+    depth = ("prune.depth=0.5", "prune.depth_importance=measured")
+    job = spade_cli(*ddp, *_ddp_data(), *FAST, *EPOCHS, *depth, "finetune=distill", cwd=tmp_path / "job", cache=cache)
     assert job.returncode == 0, job.stderr[-3000:]
     whole = _results(tmp_path / "job")
     assert whole["num_volumes"] == 1 and list(whole["models"])[-1] == "pruned + distill"
+    assert len(whole["depth"]["kept"]) == 1
     (dense,) = teachers(cache)  # trained under DDP on the cold cache, then cached by rank 0
     run_dirs = list((tmp_path / "job" / "logs" / "spade" / "runs").iterdir())
     assert len(run_dirs) == 1 and (run_dirs[0] / "ddp_rank_1.log").is_file()  # one folder for both ranks

@@ -81,12 +81,16 @@ def speedup_cap(result: dict[str, Any]) -> dict[str, Any] | None:
     dense, pruned = result["dense"].get("macs_parts"), result["pruned"].get("macs_parts")
     if dense is None or pruned is None:
         return None
-    untouched = {
+    untouched = {  # a prior the pruned network lacks was removed with its stage (prune.depth)
         f"unpruned prior {name}": macs
         for name, macs in dense["priors"].items()
-        if pruned["priors"].get(name, macs) >= macs
+        if pruned["priors"].get(name, 0) >= macs
     }
-    untouched |= {"FFTs": dense["ffts"], "other layers": dense["other_layers"]}
+    untouched |= {  # fewer when depth pruning removed stages with their FFTs and layers
+        name: dense[key]
+        for name, key in (("FFTs", "ffts"), ("other layers", "other_layers"))
+        if pruned[key] >= dense[key]
+    }
     untouched = {name: macs for name, macs in untouched.items() if macs}
     total, left = result["dense"]["macs_forward"], sum(untouched.values())
     return {

@@ -53,9 +53,16 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
                 f"{p['weight_bytes'] / d['weight_bytes']:.1%}",
             ),
         ]
-    for name in d["macs_per_prior_call"]:
-        a, b = d["macs_per_prior_call"][name], p["macs_per_prior_call"][name]
-        rows.append((f"MACs per call, {name}", f"{a:,}", f"{b:,}", f"{a / b:.2f}x"))
+    for name, a in d["macs_per_prior_call"].items():
+        b = p["macs_per_prior_call"].get(name)  # None: removed with its stage (prune.depth)
+        rows.append(
+            (
+                f"MACs per call, {name}",
+                f"{a:,}",
+                "removed" if b is None else f"{b:,}",
+                "" if b is None else f"{a / b:.2f}x",
+            )
+        )
     if volume := result.get("volume"):
         rows.insert(
             1,

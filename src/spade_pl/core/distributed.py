@@ -68,6 +68,16 @@ def gather_unique(items: dict[Hashable, Any], better: Callable[[Any, Any], bool]
     return merged
 
 
+def from_rank_zero(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself outside DDP): a choice measured on data, which each
+    rank would make on its own batch, made once."""
+    if world_size() == 1:
+        return value
+    shared = [value]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    return shared[0]
+
+
 def collective_failure(err: BaseException) -> RunFailure | None:
     """``err`` in one line when it is a wait on the other ranks that failed, else None.
 

@@ -13,6 +13,7 @@ from spade_pl.core.errors import require
 from spade_pl.job.context import JobContext, open_job
 from spade_pl.job.preflight import check_config, check_data
 from spade_pl.job.stages import STAGES
+from spade_pl.objectives.contractivity import check_solves_fixed_point
 from spade_pl.pruning.depth import kept_stage_count
 from spade_pl.training.lightning_module import freeze_priors
 
@@ -43,6 +44,8 @@ def prepare(cfg: DictConfig) -> JobContext:
             check_data(cfg, ctx.datamodule, ctx.networks.new())
         if cfg.prune.depth:  # a network without stages, or a depth that leaves none, stops before training
             kept_stage_count(ctx.networks.new(), cfg.prune.depth)
+        if (cfg.get("finetune") or {}).get("contractivity_weight"):  # and so does one that solves no fixed point
+            check_solves_fixed_point(ctx.networks.new())
         if frozen := (cfg.get("finetune") or {}).get("frozen_priors"):
             freeze_priors(ctx.networks.new(), frozen)  # a name the network lacks stops the job before training
     return ctx

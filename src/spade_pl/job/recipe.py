@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from spade_pl.core.errors import SpadeInputError, require
 from spade_pl.core.instantiate import build
+from spade_pl.objectives.contractivity import check_contractivity_weight
 
 TEST_TIME = "test-time"
 INITS = ("pruned", "scratch")
@@ -80,6 +81,7 @@ class FinetuneRecipe:
         line now, not after the teacher has trained."""
         if finetune.get("objective"):
             build(finetune.objective)
+        check_contractivity_weight(finetune.get("contractivity_weight", 0.0))
         if finetune.get("test_time") and finetune.get("objective"):
             try:
                 build(adaptation_recipe(finetune).objective)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,11 @@ class MBDLNetwork(nn.Module, ABC):
             values = getattr(self, name)
             setattr(self, name, nn.Parameter(values.detach()[kept].clone(), requires_grad=values.requires_grad))
         self._kept_stage_ids = [ids[i] for i in kept]
+
+    def solve(self, y: Tensor, physics: Physics) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """For a fixed-point network: its fixed point ``x*`` (found without gradients) and the map ``T`` whose
+        fixed point it is, which Jacobian regularisation differentiates. Other networks have none."""
+        raise SpadeInputError(f"{type(self).__name__} solves no fixed point (only iterative networks do)")
 
     def select_priors(self, names: list[str] | None) -> dict[str, nn.Module]:
         """The priors called ``names`` (all of them for ``None``); unknown names are an input error."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -76,6 +77,11 @@ class DEQ(MBDLNetwork):
         return self.alpha * denoised + (1 - self.alpha) * z
 
     def forward(self, y: Tensor, physics: Physics) -> Tensor:
+        x_star, fixed_point_map = self.solve(y, physics)
+        return fixed_point_map(x_star).contiguous()
+
+    def solve(self, y: Tensor, physics: Physics) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """The fixed point ``x*`` (Anderson, without gradients) and the map ``T`` it is the fixed point of."""
         require(
             physics.channels == self.prior.head.in_channels,
             f"the DEQ's prior takes {self.prior.head.in_channels} channels and this problem's images have "
@@ -97,9 +103,9 @@ class DEQ(MBDLNetwork):
                 f"DEQ solver did not converge: {stats['iterations']} iterations, relative residual "
                 f"{stats['residual']:.3g} > tol {tol:.3g} (raise network.model.max_iter or tol)",
                 DEQNotConvergedWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self.fixed_point_map(x_star, term).contiguous()
+        return x_star, lambda x: self.fixed_point_map(x, term)
 
     def priors(self) -> dict[str, nn.Module]:
         return {"prior": self.prior}

@@ -2,6 +2,7 @@
 weighted sum of terms (:mod:`spade_pl.objectives.terms`)."""
 
 from spade_pl.objectives.base import Objective, ReconstructionLoss
+from spade_pl.objectives.contractivity import Contractivity
 from spade_pl.objectives.distill import Distill
 from spade_pl.objectives.selfsup import SelfSupervised
 from spade_pl.objectives.supervised import Supervised
@@ -16,6 +17,7 @@ from spade_pl.objectives.terms import (
 )
 
 __all__ = [
+    "Contractivity",
     "Distill",
     "EquivariantImaging",
     "MagnitudeSparsity",

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor
 
+from spade_pl.core.distributed import from_rank_zero
 from spade_pl.core.errors import require
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.base import Physics
@@ -47,7 +48,7 @@ def choose_stages(network: MBDLNetwork, y: Tensor, physics: Physics, settings: P
         return list(range(keep))
     if settings.depth_importance == "uniform":  # evenly spaced, the last (the final refinement) always kept
         return [total - 1] if keep == 1 else [round(i * (total - 1) / (keep - 1)) for i in range(keep)]
-    return measured_stages(network, y, physics, keep)
+    return from_rank_zero(measured_stages(network, y, physics, keep))  # under DDP each rank has its own batch
 
 
 def output_change(network: MBDLNetwork, kept: list[int], y: Tensor, physics: Physics, reference: Tensor) -> float:

@@ -59,7 +59,9 @@ class WidthChoice:
     def markdown(self, device: str) -> str:
         rows = []
         for c in self.candidates:
-            widths = "; ".join(f"{name} {'/'.join(map(str, w))}" for name, w in _distinct(c.widths).items())
+            widths = "; ".join(
+                f"{name} {'/'.join(map(str, w)) or 'removed'}" for name, w in _distinct(c.widths).items()
+            )
             ms = f"{c.ms:.1f}" if c.ms is not None else "not timed"
             chosen = " (**chosen**)" if c.round_to == self.round_to else ""
             rows.append(f"| {c.round_to}{chosen} | {widths} | {c.prior_macs:,} | {ms} | {c.note} |")

@@ -20,6 +20,7 @@ from spade_pl.core.errors import require
 from spade_pl.core.instantiate import build
 from spade_pl.data.splits import SplitDataModule
 from spade_pl.models.base import MBDLNetwork
+from spade_pl.objectives.contractivity import with_contractivity
 from spade_pl.training.lightning_module import ReconModule
 from spade_pl.training.resume import DONE_FILE, ResumeSource, StageCheckpointing, stage_stamp
 from spade_pl.training.tracking import Tracking
@@ -71,7 +72,10 @@ class Training:
     ) -> ReconModule:
         module = ReconModule(
             network=network,
-            objective=build(train_cfg.objective) if train_cfg.get("objective") else None,
+            objective=with_contractivity(
+                build(train_cfg.objective) if train_cfg.get("objective") else None,
+                train_cfg.get("contractivity_weight", 0.0),
+            ),
             optimizer=build(train_cfg.optimizer) if train_cfg.get("optimizer") else None,
             scheduler=build(train_cfg.scheduler) if train_cfg.get("scheduler") else None,
             metric_convention=self.cfg.problem.metric_convention,
