@@ -44,20 +44,20 @@ def test_parallel_joblib_sweep_trains_one_teacher_and_collects_the_grid(tmp_path
         tmp_path,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
-        "prune.ratio=0.25,0.5",
+        "prune.ratio=0.5",
         "finetune=distill,supervised",
     )
     done = jobs(sweep)
-    assert len(done) == 4 and all((j / "results.json").is_file() for j in done)
+    assert len(done) == 2 and all((j / "results.json").is_file() for j in done)
     assert len(teachers(cache)) == 1
     trained_here = [j for j in done if (j / "checkpoints" / "pretrain").is_dir()]
-    assert len(trained_here) == 1  # the other three waited for it and reused it
+    assert len(trained_here) == 1  # the other, started at the same time, waited for it and reused it
     dense = {json.dumps(json.loads((j / "results.json").read_text())["models"]["dense"]) for j in done}
     assert len(dense) == 1  # every job compared against the same teacher
     table = (sweep / "sweep.md").read_text().splitlines()
     assert table[0].startswith("| ratio | strategy | dense PSNR | one-shot PSNR | fine-tuned PSNR |")
-    assert len([line for line in table if line.startswith(("| 0.25 |", "| 0.5 |"))]) == 4
-    assert (sweep / "sweep.csv").read_text().count("\n") == 5
+    assert len([line for line in table if line.startswith("| 0.5 |")]) == 2
+    assert (sweep / "sweep.csv").read_text().count("\n") == 3
     assert (sweep / "pareto.png").stat().st_size > 10_000
 
 
