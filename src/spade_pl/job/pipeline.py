@@ -39,13 +39,14 @@ def prepare(cfg: DictConfig) -> JobContext:
     L.seed_everything(cfg.seed, workers=True)
     use_tf32(bool(cfg.allow_tf32))
     ctx = open_job(cfg, set_up=STAGES[cfg.stage].splits)
-    with torch.random.fork_rng(devices=[]):  # throwaway networks: no random stream of the job moves
+    with torch.random.fork_rng(devices=[]):  # a throwaway network: no random stream of the job moves
+        network = ctx.networks.new()
         if STAGES[cfg.stage].splits:
-            check_data(cfg, ctx.datamodule, ctx.networks.new())
+            check_data(cfg, ctx.datamodule, network)
         if cfg.prune.depth:  # a network without stages, or a depth that leaves none, stops before training
-            kept_stage_count(ctx.networks.new(), cfg.prune.depth)
+            kept_stage_count(network, cfg.prune.depth)
         if (cfg.get("finetune") or {}).get("contractivity_weight"):  # and so does one that solves no fixed point
-            check_solves_fixed_point(ctx.networks.new())
+            check_solves_fixed_point(network)
         if frozen := (cfg.get("finetune") or {}).get("frozen_priors"):
-            freeze_priors(ctx.networks.new(), frozen)  # a name the network lacks stops the job before training
+            freeze_priors(network, frozen)  # a name the network lacks stops the job before training
     return ctx

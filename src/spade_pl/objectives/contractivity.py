@@ -19,7 +19,8 @@ from spade_pl.objectives.terms import StepContext, Sum, Term
 
 def jacobian_frobenius(network: MBDLNetwork, y: Tensor, physics, generator: torch.Generator | None = None) -> Tensor:
     """Hutchinson's estimate of ``‖J_T(x*)‖_F² / n`` (``n``: the values of one slice's ``x*``), mean over the batch:
-    ``‖vᵀ J‖²`` for one Gaussian ``v``, one vector-Jacobian product, differentiable in the network's parameters."""
+    ``‖vᵀ J‖²`` for one Gaussian ``v``, one vector-Jacobian product, differentiable in the network's parameters.
+    It solves the fixed point again (without gradients): the step's forward returns only ``T(x*)``."""
     x_star, fixed_point_map = network.solve(y, physics)
     x = x_star.detach().requires_grad_(True)
     with torch.enable_grad():

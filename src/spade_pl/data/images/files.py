@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import io
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
@@ -92,7 +91,7 @@ def stored_dtype(path: Path) -> np.dtype:
     return dtype
 
 
-def write_image(file: IO[bytes], values: np.ndarray, like: Path) -> None:
+def write_image(file: io.BytesIO, values: np.ndarray, like: Path) -> None:
     """``values`` ``(C, H, W)`` in [0, 1] into ``file`` in the format (suffix) and bit depth of the image ``like``:
     integers scaled by their type's range (the inverse of :func:`read_image`), floats as they are."""
     dtype = stored_dtype(like)
@@ -106,9 +105,7 @@ def write_image(file: IO[bytes], values: np.ndarray, like: Path) -> None:
     if suffix in TIFF_SUFFIXES:
         import tifffile
 
-        encoded = io.BytesIO()  # tifffile reads a handle's name, which a temporary file's descriptor lacks
-        tifffile.imwrite(encoded, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
-        file.write(encoded.getvalue())
+        tifffile.imwrite(file, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
     elif dtype == np.uint16 and pixels.ndim == 3:  # Pillow cannot write 16-bit colour
         import png
 
