@@ -63,3 +63,12 @@ def test_a_network_that_solves_no_fixed_point_is_refused_in_one_line():
     check_solves_fixed_point(tiny_deq()[0])
     with pytest.raises(SpadeInputError, match=r"needs a fixed-point network and UnrolledHQS solves none"):
         check_solves_fixed_point(UnrolledHQS(iterations=1, widths=(4,), blocks=1))
+
+
+def test_a_job_fine_tunes_a_pruned_deq_with_the_term_as_the_docs_show_it(make_cfg):
+    """docs Strategies: ``network=deq prune.ratio=0.5 finetune=distill finetune.contractivity_weight=0.1``, tiny."""
+    from spade_pl.job.pipeline import run
+
+    job = ("network=deq", "prune.ratio=0.5", "finetune=distill", "finetune.contractivity_weight=0.1", "debug=limit")
+    results = run(make_cfg(*job, "benchmark.repeats=1", "benchmark.warmup=0"))
+    assert list(results["models"])[-1] == "pruned + distill"

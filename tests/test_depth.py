@@ -132,3 +132,14 @@ def test_the_whole_job_removes_a_cascade_fine_tunes_and_reports_it(make_cfg, tmp
     summary = results["summary"]["cap"]
     assert f"unpruned prior {removed}" not in summary["untouched_macs"]
     assert "Stages kept:" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_depth_alone_removes_stages_and_leaves_the_channels(make_cfg):
+    """docs Pruning: ``prune.depth=0.5 prune.ratio=0 prune.depth_importance=uniform``, tiny."""
+    from spade_pl.job.pipeline import run
+
+    job = ("stage=benchmark", "prune.depth=0.5", "prune.ratio=0", "prune.depth_importance=uniform")
+    results = run(make_cfg(*job, "benchmark.repeats=1", "benchmark.warmup=0"))
+    assert results["pruned"]["macs_per_prior_call"] == {
+        name: macs for name, macs in results["dense"]["macs_per_prior_call"].items() if name in ("cascade1", "sens")
+    }
