@@ -173,6 +173,24 @@ def test_the_per_volume_line_is_the_median_over_the_test_volumes():
     )
 
 
+def test_a_deq_volume_runs_slice_by_slice_each_from_the_previous_slices_solution():
+    """Identical slices: a warm start begins at the fixed point itself, so every slice after the first is solved
+    in one iteration; without warm starts the volume is one batch, every slice from A^H y."""
+    torch.manual_seed(0)
+    dense = DEQ(feats=4, num_blocks=1, max_iter=30)
+    volume = repeat_first_slice(_batch(batch=1), 4)._replace(fname=["v.h5"] * 4, slice_num=torch.arange(4))
+    settings = BenchmarkSettings(repeats=2, warmup=0, device="cpu", warm_start=True)
+    result = benchmark_volumes(dense, copy.deepcopy(dense), [volume], settings)
+    per_slice = result["per_volume"][0]["iterations_per_slice"]
+    for name in ("dense", "pruned"):
+        assert per_slice[name][0] > 1 and per_slice[name][1:] == [1, 1, 1]
+        assert result["iterations_per_slice"][name] == pytest.approx(sum(per_slice[name]) / 4)
+    table = benchmark_markdown({**benchmark_pair(dense, dense, volume, settings), "volume": result})
+    assert "4 slices one by one in order" in table and "solver iterations per slice, whole test volumes" in table
+    batched = benchmark_volumes(dense, dense, [volume], BenchmarkSettings(repeats=2, warmup=0, device="cpu"))
+    assert not batched["in_order"] and "iterations_per_slice" not in batched
+
+
 def _parts(priors: dict[str, int], ffts: int, other: int) -> dict:
     return {
         "macs_forward": sum(priors.values()) + ffts + other,

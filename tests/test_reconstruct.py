@@ -5,6 +5,7 @@ edges, and fully sampled files (which are also scored); outputs in the file's ow
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -141,6 +142,42 @@ def test_the_embedded_test_split_reconstructs_with_the_scores_of_stage_test(make
             zip(tested["models"]["model"]["per_volume"], tested["models"]["zero-filled"]["per_volume"], strict=True)
         )
     ]
+
+
+def test_a_deq_starts_each_slice_from_the_previous_ones_solution(make_cfg, pretrained, tmp_path):
+    """stage=test and stage=reconstruct start a slice from the one before alike; a cold start reaches the same
+    reconstructions (within the solver's tolerance) in more iterations, the first slice of a volume excepted."""
+    job = ("network=deq", f"ckpt_path={pretrained('network=deq', 'debug=fdr')}")
+    tested = run(make_cfg(*job, "stage=test"))
+    assert "| solver iterations per slice |" in (tmp_path / "run" / "results.md").read_text()
+    warm = run(make_cfg(*job, "stage=reconstruct", "reconstruct.split=test"))
+    assert (
+        "solver iterations per slice (each slice started from the previous one's solution)"
+        in (tmp_path / "run" / "reconstructions.md").read_text()
+    )
+    shutil.rmtree(tmp_path / "run" / "reconstructions")
+    cold = run(make_cfg(*job, "stage=reconstruct", "reconstruct.split=test", "warm_start=false"))
+    assert warm["metrics"]["per_volume"] == [
+        {
+            **v,
+            "zf_psnr": z["psnr"],
+            "zf_ssim": z["ssim"],
+            "slices": w["slices"],
+            "solver_iterations": w["solver_iterations"],
+        }
+        for v, z, w in zip(
+            tested["models"]["model"]["per_volume"],
+            tested["models"]["zero-filled"]["per_volume"],
+            warm["metrics"]["per_volume"],
+            strict=True,
+        )
+    ]
+    assert tested["models"]["model"]["mean"]["solver_iterations"] == warm["metrics"]["mean"]["solver_iterations"]
+    pairs = zip(warm["volumes"], cold["volumes"], strict=True)
+    counts = [(w["solver_iterations"], c["solver_iterations"]) for w, c in pairs]
+    assert all(w[0] == c[0] for w, c in counts) and sum(sum(w) for w, _ in counts) < sum(sum(c) for _, c in counts)
+    for w, c in zip(warm["metrics"]["per_volume"], cold["metrics"]["per_volume"], strict=True):
+        assert w["psnr"] == pytest.approx(c["psnr"], abs=0.05)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,19 @@ def test_streamed_scores_equal_the_whole_volumes_scored_at_once_and_hold_one_vol
     assert summary["mean"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in records.values()]))
 
 
+def test_solver_iterations_are_kept_per_volume_and_averaged_when_every_volume_has_them():
+    scores = VolumeScores("fastmri")
+    for name, counts in (("a.h5", [9, 4, 5]), ("b.h5", [8, 2, 2])):
+        prediction, baseline, target = _volume(len(name), slices=len(counts))
+        for k, count in enumerate(counts):
+            scores.add(name, k, prediction[k], baseline[k], target[k], iterations=count)
+    records = scores.finish()
+    assert records["a.h5"]["solver_iterations"] == 6 and records["b.h5"]["solver_iterations"] == 4
+    assert summarise(records, "fastmri")["mean"]["solver_iterations"] == 5
+    del records["b.h5"]["solver_iterations"]  # a volume without them: no mean that stands for part of the split
+    assert "solver_iterations" not in summarise(records, "fastmri")["mean"]
+
+
 def test_of_two_ranks_records_of_a_volume_the_whole_one_wins():
     assert more_slices({"slices": 8}, {"slices": 1}) and not more_slices({"slices": 1}, {"slices": 8})
 

@@ -24,6 +24,17 @@ def repeat_first_slice(batch: Sample, slices: int) -> Sample:
     return type(batch)(*(repeated(field) for field in batch))
 
 
+def single_slices(volume: Sample) -> list[Sample]:
+    """Each slice of ``volume`` (a batch of its slices) as a batch of one, in order."""
+
+    def item(field: Any, k: int) -> Any:
+        if isinstance(field, Tensor) and field.dim():
+            return field[k : k + 1]
+        return [field[k]] if isinstance(field, list | tuple) else field
+
+    return [type(volume)(*(item(field, k) for field in volume)) for k in range(volume.y.shape[0])]
+
+
 def whole_volumes(batches: Iterable[Sample]) -> Iterator[Sample]:
     """Each volume of ``batches`` (an evaluation loader, in volume order) as one batch of all its slices, one
     volume in memory at a time."""

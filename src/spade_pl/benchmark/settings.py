@@ -24,6 +24,7 @@ class BenchmarkSettings:
     runtime: str = "auto"  # eager | cuda_graph (spade_pl.benchmark.runtime); auto = cuda_graph on a GPU (unrolled nets)
     volume: bool = True  # also time whole test volumes per forward (throughput), in stage=spade and benchmark
     volumes: int | None = None  # how many test volumes the per-volume line times (their median); None: all
+    warm_start: bool = False  # iterative networks' volumes: slice by slice in order, each from the slice before
 
     def __post_init__(self) -> None:
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):

@@ -64,16 +64,31 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
             )
         )
     if volume := result.get("volume"):
+        how = (
+            "slices one by one in order, each from the previous one's solution"
+            if volume.get("in_order")
+            else "slices in one forward"
+        )
         rows.insert(
             1,
             (
-                f"whole test volumes ({volume_count(volume)}{volume['slices']} slices in one forward, "
+                f"whole test volumes ({volume_count(volume)}{volume['slices']} {how}, "
                 f"{volume['repeats']} repetitions), median ms",
                 f"{volume['dense_ms']:.1f}",
                 f"{volume['pruned_ms']:.1f}",
                 f"{volume['speedup']:.2f}x",
             ),
         )
+        if per_slice := volume.get("iterations_per_slice"):
+            rows.insert(
+                2,
+                (
+                    "solver iterations per slice, whole test volumes (mean)",
+                    f"{per_slice['dense']:.1f}",
+                    f"{per_slice['pruned']:.1f}",
+                    "",
+                ),
+            )
     if "memory_format" in d:
 
         def layout(chosen: dict[str, Any]) -> str:

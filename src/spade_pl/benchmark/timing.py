@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spade_pl.benchmark.inputs import repeat_first_slice
+from spade_pl.benchmark.inputs import repeat_first_slice, single_slices
 from spade_pl.benchmark.macs import profile
 from spade_pl.benchmark.memory import malloc_keeps_allocations, peak_memory_bytes
 from spade_pl.benchmark.runtime import choose_memory_format, constants_fixed, prepare_runtime, resolve_runtime
@@ -39,32 +39,51 @@ def benchmark_volumes(
     timed = [
         benchmark_volume(dense, pruned, volume, settings) for volume in itertools.islice(volumes, settings.volumes)
     ]
-    return {
+    result = {
         "volumes": len(timed),
         "slices": int(statistics.median(v["slices"] for v in timed)),
         "repeats": timed[0]["repeats"],
         "dense_ms": statistics.median(v["dense_ms"] for v in timed),
         "pruned_ms": statistics.median(v["pruned_ms"] for v in timed),
         "speedup": statistics.median(v["speedup"] for v in timed),
+        "in_order": timed[0]["in_order"],
         "per_volume": timed,
     }
+    if "iterations_per_slice" in timed[0]:
+        result["iterations_per_slice"] = {
+            name: statistics.mean(it for v in timed for it in v["iterations_per_slice"][name])
+            for name in ("dense", "pruned")
+        }
+    return result
 
 
 def benchmark_volume(
     dense: MBDLNetwork, pruned: MBDLNetwork, volume: Sample, settings: BenchmarkSettings
 ) -> dict[str, Any]:
     """Dense vs pruned on all of a volume's slices in one forward (throughput), with half the repetitions of
-    the per-slice benchmark (at least 5): a volume forward costs as many slices as it has."""
+    the per-slice benchmark (at least 5): a volume forward costs as many slices as it has. An iterative network
+    with ``settings.warm_start`` runs the slices one by one in order instead, each started from the previous
+    slice's solution (as ``stage=reconstruct`` runs them), and its solver iterations per slice are kept."""
     timing = replace(settings, repeats=max(5, settings.repeats // 2), warmup=max(1, min(settings.warmup, 2)))
-    seconds = time_forwards({"dense": dense, "pruned": pruned}, volume, timing, as_given=True)
-    return {
+    networks = {"dense": dense, "pruned": pruned}
+    in_order = settings.warm_start and dense.iterative
+    iterations: dict[str, list[int]] = {}
+    if in_order:
+        seconds, iterations = time_slices_in_order(networks, volume, timing)
+    else:
+        seconds = time_forwards(networks, volume, timing, as_given=True)
+    result = {
         "fname": volume.fname[0],
         "slices": int(volume.y.shape[0]),
         "repeats": timing.repeats,
+        "in_order": in_order,
         "dense_ms": seconds["dense"] * 1000,
         "pruned_ms": seconds["pruned"] * 1000,
         "speedup": seconds["dense"] / seconds["pruned"],
     }
+    if iterations:
+        result["iterations_per_slice"] = iterations
+    return result
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
@@ -171,15 +190,20 @@ class _Timed:
     malloc_kept: bool
 
 
+def _on_device(batch: Sample, device: torch.device) -> tuple[Tensor, Physics]:
+    """A batch's measurements and operator on ``device``, the operator's constants fixed (one acquisition: no
+    device reads in a forward)."""
+    batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
+    return batch.y, constants_fixed(batch.physics())
+
+
 def _place(
     networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings, kept: bool, as_given: bool = False
 ) -> _Timed:
     """``batch`` on the device (its first slice ``settings.slices`` times, or ``as_given``) and each network
     there in its layout (``kept``: whether malloc keeps its memory meanwhile, for the record)."""
     device = settings.torch_device()
-    batch = batch if as_given else repeat_first_slice(batch, settings.slices)
-    batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
-    physics, y = constants_fixed(batch.physics()), batch.y  # one acquisition: no device reads in a forward
+    y, physics = _on_device(batch if as_given else repeat_first_slice(batch, settings.slices), device)
     nets = {name: copy.deepcopy(net).to(device).eval() for name, net in networks.items()}
     runtime = resolve_runtime(settings.runtime, next(iter(nets.values())), device)
     layouts = {name: set_layout(net, y, physics, settings, runtime) for name, net in nets.items()}
@@ -205,6 +229,35 @@ def time_forwards(
         with torch.no_grad():
             calls = {name: call for name, (call, _) in _prepared_forwards(placed).items()}
             return _interleaved_medians(calls, settings, placed.device)
+
+
+def time_slices_in_order(
+    networks: dict[str, MBDLNetwork], volume: Sample, settings: BenchmarkSettings
+) -> tuple[dict[str, float], dict[str, list[int]]]:
+    """Median seconds per volume of each network run on ``volume``'s slices one by one in order, each slice
+    started from the previous slice's solution (:meth:`~spade_pl.models.base.MBDLNetwork.next_slice_of`), timed as
+    :func:`time_forwards` times; and each network's solver iterations per slice (the last repetition's)."""
+    slices = single_slices(volume)
+    with _timing_flags(settings) as kept:
+        placed = _place(networks, slices[0], settings, kept, as_given=True)
+        inputs = [(s.fname[0], int(s.slice_num[0]), *_on_device(s, placed.device)) for s in slices]
+        iterations: dict[str, list[int]] = {}
+
+        def run_volume(net: MBDLNetwork) -> list[int]:
+            counts = []
+            for fname, slice_num, y, physics in inputs:
+                net.next_slice_of(fname, slice_num)
+                net(y, physics)
+                counts.append(int(net.solver_stats["iterations"]))
+            return counts
+
+        def timed(name: str) -> None:
+            iterations[name] = run_volume(placed.nets[name])
+
+        with torch.no_grad():
+            calls = {name: lambda n=name: timed(n) for name in networks}
+            seconds = _interleaved_medians(calls, settings, placed.device)
+    return seconds, iterations
 
 
 def _benchmark_pair(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,12 @@ class MBDLNetwork(nn.Module, ABC):
             values = getattr(self, name)
             setattr(self, name, nn.Parameter(values.detach()[kept].clone(), requires_grad=values.requires_grad))
         self._kept_stage_ids = [ids[i] for i in kept]
+
+    def next_slice_of(self, volume: Hashable, slice_num: int) -> None:
+        """Say that the next forward reconstructs slice ``slice_num`` of ``volume`` (a batch: consecutive slices
+        from there). An iterative network may then start its solver from the previous forward's solution when that
+        was the slice before, of the same volume (a warm start: adjacent slices are alike); any other forward
+        starts cold. Networks without a solver have nothing to start and ignore it."""
 
     def solve(self, y: Tensor, physics: Physics) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """For a fixed-point network: its fixed point ``x*`` (found without gradients) and the map ``T`` whose

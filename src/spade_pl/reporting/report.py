@@ -10,14 +10,18 @@ import numpy as np
 
 from spade_pl.core.atomic_io import atomic_write, atomic_write_json, atomic_write_text
 from spade_pl.pruning.prune import totals
+from spade_pl.reporting.volume_scores import ITERATIONS_KEY
 
 
 def split_test_results(test_results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """ReconModule.test_results -> (zero-filled entry, reconstruction entry), each {mean, per_volume}."""
+    """ReconModule.test_results -> (zero-filled entry, reconstruction entry), each {mean, per_volume}; an
+    iterative network's entry also holds its mean solver iterations per slice."""
+    mean = test_results["mean"]
 
     def entry(prefix: str) -> dict[str, Any]:
+        solver = {ITERATIONS_KEY: mean[ITERATIONS_KEY]} if not prefix and ITERATIONS_KEY in mean else {}
         return {
-            "mean": {k: test_results["mean"][f"{prefix}{k}"] for k in ("psnr", "ssim")},
+            "mean": {**{k: mean[f"{prefix}{k}"] for k in ("psnr", "ssim")}, **solver},
             "per_volume": [
                 {"volume": v["volume"], "psnr": v[f"{prefix}psnr"], "ssim": v[f"{prefix}ssim"]}
                 for v in test_results["per_volume"]
@@ -43,20 +47,24 @@ def transfer_line(conditions: dict[str, Any]) -> str:
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """Mean PSNR/SSIM per model (and Δ to the dense model when there is one), then per-volume PSNR/SSIM."""
+    """Mean PSNR/SSIM per model (and Δ to the dense model when there is one; an iterative network's solver
+    iterations per slice), then per-volume PSNR/SSIM."""
     models: dict[str, Any] = results["models"]
     ref = models.get("dense", {}).get("mean", {}).get("psnr")
+    solved = any(ITERATIONS_KEY in entry["mean"] for entry in models.values())
     lines = [
         f"Metrics on the {results.get('split', 'test')} split ({results['convention']} convention, "
         f"{results.get('num_volumes', '?')} held-out volumes)",
         *([transfer_line(results["transfer"])] if results.get("transfer") else []),
         "",
-        "| model | PSNR (dB) | SSIM | ΔPSNR vs dense (dB) |",
-        "|---|---:|---:|---:|",
+        "| model | PSNR (dB) | SSIM | ΔPSNR vs dense (dB) |" + (" solver iterations per slice |" if solved else ""),
+        "|---|---:|---:|---:|" + ("---:|" if solved else ""),
     ]
     for name, entry in models.items():
         delta = f"{entry['mean']['psnr'] - ref:+.2f}" if ref is not None else "n/a"
-        lines.append(f"| {name} | {entry['mean']['psnr']:.2f} | {entry['mean']['ssim']:.4f} | {delta} |")
+        iterations = entry["mean"].get(ITERATIONS_KEY)
+        solver = (f" {iterations:.1f} |" if iterations is not None else " |") if solved else ""
+        lines.append(f"| {name} | {entry['mean']['psnr']:.2f} | {entry['mean']['ssim']:.4f} | {delta} |" + solver)
     volumes = [v["volume"] for v in next(iter(models.values()))["per_volume"]]
     lines += ["", "Per volume (PSNR dB / SSIM):", "", "| volume | " + " | ".join(models) + " |"]
     lines.append("|---|" + "---:|" * len(models))

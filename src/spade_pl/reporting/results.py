@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from spade_pl.reporting.volume_scores import ITERATIONS_KEY
+
 #: results.json's layout version: 2 added ``roles``
 SCHEMA_VERSION = 2
 #: the roles a scored model plays in a job
@@ -69,6 +71,8 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
     for role, entry in models.items():
         record[f"{role}/psnr"] = entry["mean"]["psnr"]
         record[f"{role}/ssim"] = entry["mean"]["ssim"]
+        if ITERATIONS_KEY in entry["mean"]:
+            record[f"{role}/{ITERATIONS_KEY}"] = entry["mean"][ITERATIONS_KEY]
         if dense_psnr is not None and role != DENSE:
             record[f"{role}/delta_psnr"] = entry["mean"]["psnr"] - dense_psnr
     bench = results.get("benchmark")

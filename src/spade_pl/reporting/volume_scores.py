@@ -16,6 +16,8 @@ import numpy as np
 from spade_pl.reporting.metrics import volume_metrics
 
 METRIC_KEYS = ("psnr", "ssim", "zf_psnr", "zf_ssim")
+#: an iterative network's solver iterations per slice (mean over a volume's slices), beside the metrics
+ITERATIONS_KEY = "solver_iterations"
 
 
 class VolumeScores:
@@ -28,15 +30,27 @@ class VolumeScores:
         self.example: dict[str, np.ndarray] = {}
         self._volume: str | None = None
         self._slices: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._iterations: dict[int, int] = {}
 
-    def add(self, volume: str, slice_num: int, prediction: np.ndarray, baseline: np.ndarray, target: np.ndarray):
-        """One slice; a slice of a volume already scored (a distributed sampler's padding) is ignored."""
+    def add(
+        self,
+        volume: str,
+        slice_num: int,
+        prediction: np.ndarray,
+        baseline: np.ndarray,
+        target: np.ndarray,
+        iterations: int | None = None,
+    ):
+        """One slice (and the solver iterations it took, for iterative networks); a slice of a volume already
+        scored (a distributed sampler's padding) is ignored."""
         if volume in self.records:
             return
         if volume != self._volume:
             self._close()
             self._volume = volume
         self._slices[slice_num] = (prediction, baseline, target)
+        if iterations is not None:
+            self._iterations[slice_num] = iterations
 
     def finish(self) -> dict[str, dict[str, Any]]:
         """Score the open volume; the per-volume records of this pass, by volume."""
@@ -56,10 +70,12 @@ class VolumeScores:
             **recon,
             **{f"zf_{k}": v for k, v in zero.items()},
         }
+        if self._iterations:
+            self.records[self._volume][ITERATIONS_KEY] = float(np.mean(list(self._iterations.values())))
         if not self.example:
             middle = ordered[len(ordered) // 2]
             self.example = {"prediction": middle[0], "zero_filled": middle[1], "target": middle[2]}
-        self._volume, self._slices = None, {}
+        self._volume, self._slices, self._iterations = None, {}, {}
 
 
 def more_slices(new: dict[str, Any], kept: dict[str, Any]) -> bool:
@@ -69,7 +85,9 @@ def more_slices(new: dict[str, Any], kept: dict[str, Any]) -> bool:
 
 
 def summarise(records: dict[Hashable, dict[str, Any]], convention: str) -> dict[str, Any]:
-    """The test results of every volume (sorted by name) and their mean."""
+    """The test results of every volume (sorted by name) and their mean (with the solver iterations per slice
+    when every volume has them)."""
     per_volume = [records[name] for name in sorted(records)]
-    mean = {k: float(np.mean([v[k] for v in per_volume])) for k in METRIC_KEYS}
+    keys = METRIC_KEYS + ((ITERATIONS_KEY,) if per_volume and all(ITERATIONS_KEY in v for v in per_volume) else ())
+    mean = {k: float(np.mean([v[k] for v in per_volume])) for k in keys}
     return {"convention": convention, "mean": mean, "per_volume": per_volume}

@@ -49,7 +49,9 @@ class ReconModule(L.LightningModule):
     ``teacher`` (the frozen dense network for distillation) is deliberately *not* a registered
     sub-module: it is not in ``parameters()`` (so never in the optimizer) nor in the saved state dict.
     ``frozen_priors`` names priors of ``network`` that keep their weights (no gradient, not in the optimizer),
-    e.g. ``sens``: E2E-VarNet's sensitivity net, which pruning leaves dense.
+    e.g. ``sens``: E2E-VarNet's sensitivity net, which pruning leaves dense. ``warm_start``: the test pass tells
+    the network which slice comes next (:meth:`~spade_pl.models.base.MBDLNetwork.next_slice_of`), so an iterative
+    one starts each slice from the previous slice's solution (the loader runs a volume's slices in order).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class ReconModule(L.LightningModule):
         num_log_images: int = 2,
         teacher: MBDLNetwork | None = None,
         frozen_priors: Sequence[str] = (),
+        warm_start: bool = False,
     ):
         super().__init__()
         freeze_priors(network, frozen_priors)
@@ -162,12 +165,16 @@ class ReconModule(L.LightningModule):
         self._scores = VolumeScores(self.hparams.metric_convention, self.hparams.metric_border)
 
     def test_step(self, batch: Sample, batch_idx: int) -> None:
+        if self.hparams.warm_start and len(set(batch.fname)) == 1:
+            self.network.next_slice_of(batch.fname[0], int(batch.slice_num[0]))
         prediction = batch.image(self(batch))
         self._log_solver("test")
+        stats = self.network.solver_stats
+        iterations = int(stats["iterations"]) if stats else None
         baseline = batch.baseline()
         for i, fname in enumerate(batch.fname):
             arrays = (t[i].float().cpu().numpy() for t in (prediction, baseline, batch.target))
-            self._scores.add(fname, int(batch.slice_num[i]), *arrays)
+            self._scores.add(fname, int(batch.slice_num[i]), *arrays, iterations=iterations)
         if batch_idx < self.hparams.num_log_images:
             self._log_panel(f"test/panel_{batch_idx}", batch, prediction)
 

@@ -82,6 +82,7 @@ class Training:
             metric_border=int(self.cfg.problem.get("metric_border", 0)),
             teacher=teacher,
             frozen_priors=tuple(train_cfg.get("frozen_priors") or ()),
+            warm_start=bool(self.cfg.warm_start),
         )
         module.pruning_structure = structure
         module.network_config = OmegaConf.to_container(self.cfg.network.model, resolve=True)
