@@ -147,7 +147,7 @@ def test_the_embedded_test_split_reconstructs_with_the_scores_of_stage_test(make
 def test_a_deq_starts_each_slice_from_the_previous_ones_solution(make_cfg, pretrained, tmp_path):
     """stage=test and stage=reconstruct start a slice from the one before alike; a cold start reaches the same
     reconstructions (within the solver's tolerance) in more iterations, the first slice of a volume excepted."""
-    job = ("network=deq", f"ckpt_path={pretrained('network=deq', 'debug=fdr')}")
+    job = ("network=deq", f"ckpt_path={pretrained('network=deq', 'debug=fdr')}", "warm_start=true")
     tested = run(make_cfg(*job, "stage=test"))
     assert "| solver iterations per slice |" in (tmp_path / "run" / "results.md").read_text()
     warm = run(make_cfg(*job, "stage=reconstruct", "reconstruct.split=test"))
@@ -156,7 +156,7 @@ def test_a_deq_starts_each_slice_from_the_previous_ones_solution(make_cfg, pretr
         in (tmp_path / "run" / "reconstructions.md").read_text()
     )
     shutil.rmtree(tmp_path / "run" / "reconstructions")
-    cold = run(make_cfg(*job, "stage=reconstruct", "reconstruct.split=test", "warm_start=false"))
+    cold = run(make_cfg(*job[:2], "stage=reconstruct", "reconstruct.split=test"))  # the default: cold starts
     assert warm["metrics"]["per_volume"] == [
         {
             **v,

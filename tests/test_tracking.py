@@ -61,13 +61,18 @@ def settled_contents(run_dir: Path, timeout_s: float = 30) -> dict:
 def test_summary_record_names_models_by_role():
     entry = {"mean": {"psnr": 30.0, "ssim": 0.9}}
     results = {
-        "prune": {"ratio": 0.25},
-        "models": {"zero-filled": entry, "dense": entry, "pruned + selfsup": {"mean": {"psnr": 29.0, "ssim": 0.8}}},
+        "prune": {"ratio": 0.25, "depth": 0.5},
+        "models": {
+            "zero-filled": entry,
+            "dense": {"mean": {"psnr": 30.0, "ssim": 0.9, "solver_iterations": 14.0}},
+            "pruned + selfsup": {"mean": {"psnr": 29.0, "ssim": 0.8, "solver_iterations": 9.5}},
+        },
         "strategy": "selfsup",
         "finetuned_model": "pruned + selfsup",
     }
     record = summary_record(results)
-    assert record["strategy"] == "selfsup" and record["ratio"] == 0.25
+    assert record["strategy"] == "selfsup" and record["ratio"] == 0.25 and record["depth"] == 0.5
+    assert record["dense/solver_iterations"] == 14.0 and record["finetuned/solver_iterations"] == 9.5
     assert record["finetuned/delta_psnr"] == -1.0 and "speedup_forward" not in record
     assert record["baseline/psnr"] == 30.0  # the problem's classical reconstruction, whatever its name
     sr = summary_record({**results, "models": {"bicubic": entry, **results["models"]}})

@@ -49,6 +49,7 @@ STRATEGY_STYLE = {
 # the markdown table's columns (sweep.csv has every key of the records)
 TABLE = {
     "ratio": "ratio",
+    "depth": "depth",
     "strategy": "strategy",
     "scored_on": "scored on (transfer)",
     "dense/psnr": "dense PSNR",
