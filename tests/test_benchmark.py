@@ -11,7 +11,8 @@ from spade_pl.benchmark.macs import speedup_cap, speedup_cap_line
 from spade_pl.benchmark.memory import peak_memory_bytes
 from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.table import benchmark_markdown
-from spade_pl.benchmark.timing import benchmark_pair, benchmark_volumes, median_seconds
+from spade_pl.benchmark.timing import benchmark_pair, median_seconds
+from spade_pl.benchmark.volumes import benchmark_volumes
 from spade_pl.core.errors import SpadeInputError
 from spade_pl.data.mri.slice_transform import MRISample
 from spade_pl.job.pipeline import use_tf32

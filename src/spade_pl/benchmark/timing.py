@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import itertools
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from spade_pl.benchmark.inputs import repeat_first_slice, single_slices
+from spade_pl.benchmark.inputs import repeat_first_slice
 from spade_pl.benchmark.macs import profile
 from spade_pl.benchmark.memory import malloc_keeps_allocations, peak_memory_bytes
 from spade_pl.benchmark.runtime import choose_memory_format, constants_fixed, prepare_runtime, resolve_runtime
@@ -29,61 +28,6 @@ from spade_pl.models.base import MBDLNetwork
 from spade_pl.models.varnet.instance_norm import measured_kernels
 from spade_pl.physics.base import Physics
 from spade_pl.physics.sample import Sample
-
-
-def benchmark_volumes(
-    dense: MBDLNetwork, pruned: MBDLNetwork, volumes: Iterable[Sample], settings: BenchmarkSettings
-) -> dict[str, Any]:
-    """:func:`benchmark_volume` on each volume (``settings.volumes`` of them at most) and the medians: the
-    per-volume line stands for the test volumes, not for whichever came first."""
-    timed = [
-        benchmark_volume(dense, pruned, volume, settings) for volume in itertools.islice(volumes, settings.volumes)
-    ]
-    result = {
-        "volumes": len(timed),
-        "slices": int(statistics.median(v["slices"] for v in timed)),
-        "repeats": timed[0]["repeats"],
-        "dense_ms": statistics.median(v["dense_ms"] for v in timed),
-        "pruned_ms": statistics.median(v["pruned_ms"] for v in timed),
-        "speedup": statistics.median(v["speedup"] for v in timed),
-        "in_order": timed[0]["in_order"],
-        "per_volume": timed,
-    }
-    if "iterations_per_slice" in timed[0]:
-        result["iterations_per_slice"] = {
-            name: statistics.mean(it for v in timed for it in v["iterations_per_slice"][name])
-            for name in ("dense", "pruned")
-        }
-    return result
-
-
-def benchmark_volume(
-    dense: MBDLNetwork, pruned: MBDLNetwork, volume: Sample, settings: BenchmarkSettings
-) -> dict[str, Any]:
-    """Dense vs pruned on all of a volume's slices in one forward (throughput), with half the repetitions of
-    the per-slice benchmark (at least 5): a volume forward costs as many slices as it has. An iterative network
-    with ``settings.warm_start`` runs the slices one by one in order instead, each started from the previous
-    slice's solution (as ``stage=reconstruct`` runs them), and its solver iterations per slice are kept."""
-    timing = replace(settings, repeats=max(5, settings.repeats // 2), warmup=max(1, min(settings.warmup, 2)))
-    networks = {"dense": dense, "pruned": pruned}
-    in_order = settings.warm_start and dense.iterative
-    iterations: dict[str, list[int]] = {}
-    if in_order:
-        seconds, iterations = time_slices_in_order(networks, volume, timing)
-    else:
-        seconds = time_forwards(networks, volume, timing, as_given=True)
-    result = {
-        "fname": volume.fname[0],
-        "slices": int(volume.y.shape[0]),
-        "repeats": timing.repeats,
-        "in_order": in_order,
-        "dense_ms": seconds["dense"] * 1000,
-        "pruned_ms": seconds["pruned"] * 1000,
-        "speedup": seconds["dense"] / seconds["pruned"],
-    }
-    if iterations:
-        result["iterations_per_slice"] = iterations
-    return result
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
@@ -109,7 +53,7 @@ def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
     return cpu_time
 
 
-def _interleaved_medians(calls: dict[str, Callable[[], Any]], settings: BenchmarkSettings, device) -> dict[str, float]:
+def interleaved_medians(calls: dict[str, Callable[[], Any]], settings: BenchmarkSettings, device) -> dict[str, float]:
     """Median seconds per call; the candidates alternate every repetition so drift hits them alike."""
     timer = _timer(device)
     for _ in range(settings.warmup):
@@ -133,7 +77,7 @@ def set_layout(
 
     def time_calls(calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
         prepared = {name: prepare_runtime(call, runtime, device)[0] for name, call in calls.items()}
-        return _interleaved_medians(prepared, choosing, device)
+        return interleaved_medians(prepared, choosing, device)
 
     with torch.no_grad():
         return choose_memory_format(network, y, physics, settings.memory_format, time_calls)
@@ -146,7 +90,7 @@ def benchmark_pair(
 
     On a GPU, cuDNN picks each convolution's algorithm by timing the candidates for its shape (what a
     deployment does): its default heuristics were tuned on the usual widths, and pruned ones are unusual."""
-    with _timing_flags(settings) as kept:
+    with timing_flags(settings) as kept:
         return _benchmark_pair(dense, pruned, batch, settings, kept)
 
 
@@ -154,11 +98,11 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int, device: str
     """Median seconds of one call of ``fn`` after ``warmup`` calls, timed as the benchmark times: for the
     experiment scripts that time one thing at a time."""
     settings = BenchmarkSettings(repeats=repeats, warmup=warmup)
-    return _interleaved_medians({"call": fn}, settings, torch.device(device))["call"]
+    return interleaved_medians({"call": fn}, settings, torch.device(device))["call"]
 
 
 @contextlib.contextmanager
-def _timing_flags(settings: BenchmarkSettings) -> Iterator[bool]:
+def timing_flags(settings: BenchmarkSettings) -> Iterator[bool]:
     """``settings.threads``, cuDNN's per-shape algorithm choice, the instance norms' measured kernels and
     (``keep_allocations``, CPU) malloc keeping its memory while timing; yields whether malloc keeps it. All
     restored afterwards, so that a process that goes on (a sweep's joblib worker runs the next job in it)
@@ -178,7 +122,7 @@ def _timing_flags(settings: BenchmarkSettings) -> Iterator[bool]:
 
 
 @dataclass
-class _Timed:
+class PlacedNetworks:
     """Networks on the benchmark's device and input, each in its layout, and the runtime they run in."""
 
     nets: dict[str, MBDLNetwork]
@@ -190,27 +134,27 @@ class _Timed:
     malloc_kept: bool
 
 
-def _on_device(batch: Sample, device: torch.device) -> tuple[Tensor, Physics]:
+def on_device(batch: Sample, device: torch.device) -> tuple[Tensor, Physics]:
     """A batch's measurements and operator on ``device``, the operator's constants fixed (one acquisition: no
     device reads in a forward)."""
     batch = type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
     return batch.y, constants_fixed(batch.physics())
 
 
-def _place(
+def place_networks(
     networks: dict[str, MBDLNetwork], batch: Sample, settings: BenchmarkSettings, kept: bool, as_given: bool = False
-) -> _Timed:
+) -> PlacedNetworks:
     """``batch`` on the device (its first slice ``settings.slices`` times, or ``as_given``) and each network
     there in its layout (``kept``: whether malloc keeps its memory meanwhile, for the record)."""
     device = settings.torch_device()
-    y, physics = _on_device(batch if as_given else repeat_first_slice(batch, settings.slices), device)
+    y, physics = on_device(batch if as_given else repeat_first_slice(batch, settings.slices), device)
     nets = {name: copy.deepcopy(net).to(device).eval() for name, net in networks.items()}
     runtime = resolve_runtime(settings.runtime, next(iter(nets.values())), device)
     layouts = {name: set_layout(net, y, physics, settings, runtime) for name, net in nets.items()}
-    return _Timed(nets, y, physics, device, runtime, layouts, kept)
+    return PlacedNetworks(nets, y, physics, device, runtime, layouts, kept)
 
 
-def _prepared_forwards(placed: _Timed) -> dict[str, tuple[Callable[[], Any], dict[str, Any]]]:
+def _prepared_forwards(placed: PlacedNetworks) -> dict[str, tuple[Callable[[], Any], dict[str, Any]]]:
     """Each placed network's whole forward in the runtime, with what its preparation reports (under no_grad)."""
     return {
         name: prepare_runtime(lambda net=net: net(placed.y, placed.physics), placed.runtime, placed.device)
@@ -224,46 +168,17 @@ def time_forwards(
     """Median seconds per whole forward of each network, timed as :func:`benchmark_pair` times a pair (same
     input, layouts, runtime; all interleaved): for choices that compare more than two networks, and for whole
     volumes (``as_given``: ``batch`` itself, not its first slice repeated)."""
-    with _timing_flags(settings) as kept:
-        placed = _place(networks, batch, settings, kept, as_given)
+    with timing_flags(settings) as kept:
+        placed = place_networks(networks, batch, settings, kept, as_given)
         with torch.no_grad():
             calls = {name: call for name, (call, _) in _prepared_forwards(placed).items()}
-            return _interleaved_medians(calls, settings, placed.device)
-
-
-def time_slices_in_order(
-    networks: dict[str, MBDLNetwork], volume: Sample, settings: BenchmarkSettings
-) -> tuple[dict[str, float], dict[str, list[int]]]:
-    """Median seconds per volume of each network run on ``volume``'s slices one by one in order, each slice
-    started from the previous slice's solution (:meth:`~spade_pl.models.base.MBDLNetwork.next_slice_of`), timed as
-    :func:`time_forwards` times; and each network's solver iterations per slice (the last repetition's)."""
-    slices = single_slices(volume)
-    with _timing_flags(settings) as kept:
-        placed = _place(networks, slices[0], settings, kept, as_given=True)
-        inputs = [(s.fname[0], int(s.slice_num[0]), *_on_device(s, placed.device)) for s in slices]
-        iterations: dict[str, list[int]] = {}
-
-        def run_volume(net: MBDLNetwork) -> list[int]:
-            counts = []
-            for fname, slice_num, y, physics in inputs:
-                net.next_slice_of(fname, slice_num)
-                net(y, physics)
-                counts.append(int(net.solver_stats["iterations"]))
-            return counts
-
-        def timed(name: str) -> None:
-            iterations[name] = run_volume(placed.nets[name])
-
-        with torch.no_grad():
-            calls = {name: lambda n=name: timed(n) for name in networks}
-            seconds = _interleaved_medians(calls, settings, placed.device)
-    return seconds, iterations
+            return interleaved_medians(calls, settings, placed.device)
 
 
 def _benchmark_pair(
     dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings, kept: bool
 ) -> dict[str, Any]:
-    placed = _place({"dense": dense, "pruned": pruned}, batch, settings, kept)
+    placed = place_networks({"dense": dense, "pruned": pruned}, batch, settings, kept)
     nets, y, physics, device, runtime = placed.nets, placed.y, placed.physics, placed.device, placed.runtime
     with torch.no_grad():
         profiles = {name: profile(net, y, physics) for name, net in nets.items()}
@@ -276,14 +191,14 @@ def _benchmark_pair(
             if stats:
                 iterations[name].append(int(stats["iterations"]))
 
-        forward = _interleaved_medians({n: (lambda n=n: run_forward(n)) for n in nets}, settings, device)
+        forward = interleaved_medians({n: (lambda n=n: run_forward(n)) for n in nets}, settings, device)
 
         def run_priors(name: str) -> tuple[Tensor, ...]:
             priors = nets[name].priors()
             return tuple(priors[prior_name](x) for prior_name, x in profiles[name]["inputs"].items())
 
         priors_only = {n: prepare_runtime(lambda n=n: run_priors(n), runtime, device)[0] for n in nets}
-        prior_time = _interleaved_medians(priors_only, settings, device)
+        prior_time = interleaved_medians(priors_only, settings, device)
         # after the timed forwards, so one-time workspaces (cuDNN's choice, the allocator's pools) are in place
         peaks = {name: peak_memory_bytes(lambda net=net: net(y, physics), device) for name, net in nets.items()}
     result: dict[str, Any] = {

@@ -11,7 +11,8 @@ from typing import Any
 from spade_pl.benchmark.inputs import whole_volumes
 from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.table import benchmark_markdown
-from spade_pl.benchmark.timing import benchmark_pair, benchmark_volumes
+from spade_pl.benchmark.timing import benchmark_pair
+from spade_pl.benchmark.volumes import benchmark_volumes
 from spade_pl.core.atomic_io import atomic_write_json, atomic_write_text
 from spade_pl.core.errors import require
 from spade_pl.data.splits import SplitDataModule
