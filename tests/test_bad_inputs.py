@@ -85,6 +85,7 @@ CONFIG_CASES = [
     ("eval_split=train", "eval_split='train' is invalid; allowed: val, test"),
     ("finetune.data=val", "finetune.data='val' is invalid; allowed: train, test"),
     ("benchmark.repeats=0", "benchmark.repeats=0 is invalid"),
+    ("export.formats=[onnx]", "export.formats=['onnx'] names unknown format(s) ['onnx']; allowed: pt2, torchscript"),
     ("trainer.devices=0", "trainer.devices=0 is invalid"),
     ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is unknown"),
     ("prune.ratio=[", "no viable alternative at input '['"),

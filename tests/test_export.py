@@ -17,48 +17,53 @@ from spade_pl.pruning.counting import count_params
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
-# runs the artifact in a fresh interpreter where importing spade_pl or fastmri fails
+# runs an artifact in a fresh interpreter where importing spade_pl or fastmri fails, loaded as its format says
 STANDALONE = """
 import sys
 sys.modules["spade_pl"] = None
 sys.modules["fastmri"] = None
 import torch
-model = torch.jit.load(sys.argv[1])
+path = sys.argv[1]
+model = torch.export.load(path).module() if path.endswith(".pt2") else torch.jit.load(path)
 example = torch.load(sys.argv[2], weights_only=True)
 inputs = [example[name] for name in example["names"]]
 with torch.no_grad():
     print(float((model(*inputs) - example["output"]).abs().max()))
 """
+LOADERS = {"pt2": lambda path: torch.export.load(path).module(), "torchscript": torch.jit.load}
 
 
-@pytest.mark.parametrize("pruned", [False, True])
-def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, pruned, pretrained):
+def run_standalone(artifact: str, example: str) -> float:
+    """The largest |output - expected| of ``artifact`` on ``example``, run where spade_pl cannot be imported."""
+    proc = subprocess.run([sys.executable, "-c", STANDALONE, artifact, example], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("pruned", "form"), [(False, "pt2"), (True, "pt2"), (True, "torchscript")])
+def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, pruned, form, pretrained):
     dense = pretrained("debug=fdr")
     ckpt = run(make_cfg("stage=prune", f"ckpt_path={dense}", "debug=fdr"))["pruned_checkpoint"] if pruned else dense
-    layout = "channels_last" if pruned else "auto"  # the trace keeps the priors' memory format
-    record = run(make_cfg("stage=export", f"ckpt_path={ckpt}", f"benchmark.memory_format={layout}"))["torchscript"]
+    layout = "channels_last" if pruned else "auto"  # the capture keeps the priors' memory format
+    overrides = ("stage=export", f"ckpt_path={ckpt}", f"benchmark.memory_format={layout}", f"export.formats=[{form}]")
+    exported = run(make_cfg(*overrides))
+    assert set(exported) - {"state_dict", "library_format"} == {form}
+    record = exported[form]["artifacts"]["model"]
     assert max(record["max_abs_error"].values()) <= 1e-5
-    assert record["memory_format"]["chosen"] == layout or set(record["memory_format"]["candidates_ms"]) == {
-        "contiguous",
-        "channels_last",
-    }
+    chosen = exported[form]["memory_format"]
+    assert chosen["chosen"] == layout or set(chosen["candidates_ms"]) == {"contiguous", "channels_last"}
     folder = tmp_path / "run" / "export"
-    assert json.loads((folder / "export.json").read_text())["torchscript"]["parameters"] == record["parameters"]
-    proc = subprocess.run(
-        [sys.executable, "-c", STANDALONE, str(folder / "model.pt"), str(folder / "example.pt")],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-5
-    example = torch.load(folder / "example.pt", weights_only=True)
+    saved = json.loads((folder / "export.json").read_text())[form]["artifacts"]["model"]
+    assert saved["parameters"] == record["parameters"]
+    assert run_standalone(record["artifact"], record["example"]) <= 1e-5
+    example = torch.load(record["example"], weights_only=True)
     assert torch.isfinite(example["output"]).all()
     # the artifact is the checkpoint's network, checked against it loaded independently (not the exporter's own
     # output): the same parameters and, on the first test slice, the same output
     ctx = prepare(make_cfg("stage=test", f"ckpt_path={ckpt}"))
     network, structure = ctx.networks.load(ckpt)
     assert (structure is not None) == pruned
-    artifact = torch.jit.load(str(folder / "model.pt"))
+    artifact = LOADERS[form](record["artifact"])
     assert sum(p.numel() for p in artifact.parameters()) == record["parameters"] == count_params(network)
     if pruned:
         assert record["parameters"] < count_params(ctx.networks.dense(dense))
@@ -71,17 +76,31 @@ def test_export_runs_standalone_and_matches_the_checkpoint(make_cfg, tmp_path, p
 
 def test_export_of_a_super_resolution_network(make_cfg, pretrained):
     dense = pretrained("problem=sr", "debug=fdr")
-    record = run(make_cfg("problem=sr", "stage=export", f"ckpt_path={dense}"))["torchscript"]
-    assert list(record["inputs"]) == ["y", "kernel", "mask"] and max(record["max_abs_error"].values()) <= 1e-5
+    record = run(make_cfg("problem=sr", "stage=export", f"ckpt_path={dense}"))["pt2"]["artifacts"]["model"]
+    assert list(record["inputs"]) == ["y", "kernel"] and max(record["max_abs_error"].values()) <= 1e-5
+    assert run_standalone(record["artifact"], record["example"]) <= 1e-5
 
 
-def test_a_deq_gets_its_weights_and_no_trace(make_cfg, tmp_path, capsys, pretrained):
+def test_a_deq_exports_its_prior_and_its_solver_stays_python(make_cfg, tmp_path, capsys, pretrained):
+    """The solver calls the prior a data-dependent number of times: the prior is what is captured, on the input it
+    receives, and it runs standalone; the DEQ with its prior replaced by the artifact reproduces the checkpoint."""
     dense = pretrained("network=deq", "debug=fdr")
-    record = run(make_cfg("network=deq", "stage=export", f"ckpt_path={dense}"))
-    assert "data-dependent number of iterations" in record["torchscript"]["not_written"]
+    record = run(make_cfg("network=deq", "stage=export", f"ckpt_path={dense}", "export.formats=[pt2,torchscript]"))
     assert "library_format" not in record and (tmp_path / "run" / "export" / "state_dict.pt").is_file()
-    assert not (tmp_path / "run" / "export" / "model.pt").exists()
-    assert "not written, TorchScript: stage=export cannot trace DEQ" in capsys.readouterr().out
+    for form in ("pt2", "torchscript"):
+        assert list(record[form]["artifacts"]) == ["prior"] and "solver" in record[form]
+        prior = record[form]["artifacts"]["prior"]
+        assert run_standalone(prior["artifact"], prior["example"]) <= 1e-5
+    assert not (tmp_path / "run" / "export" / "model.pt2").exists()
+    assert "DEQ's fixed-point solver: not captured" in capsys.readouterr().out
+    ctx = prepare(make_cfg("network=deq", "stage=test", f"ckpt_path={dense}"))
+    network, _ = ctx.networks.load(dense)
+    batch = next(iter(ctx.datamodule.test_dataloader()))
+    with torch.no_grad():
+        eager = network.eval()(batch.y, batch.physics())
+        network.prior.forward = LOADERS["pt2"](record["pt2"]["artifacts"]["prior"]["artifact"])  # the solver calls it
+        rebuilt = network(batch.y, batch.physics())
+    assert torch.allclose(rebuilt, eager, atol=1e-4 * float(eager.abs().max()))
 
 
 # runs a fastMRI VarNet state_dict with fastmri alone (spade_pl cannot be imported)
@@ -149,7 +168,7 @@ def test_widths_that_are_no_fastmri_varnet_say_which_ratios_are(make_cfg, pretra
         "not those of a fastMRI VarNet" in reason
         and "ratios that keep one for chans 4, 2 pools: 0.5 (chans 2)" in reason
     )
-    assert max(record["torchscript"]["max_abs_error"].values()) <= 1e-5  # the trace is still written
+    assert max(record["pt2"]["artifacts"]["model"]["max_abs_error"].values()) <= 1e-5  # the program is still written
 
 
 # the docs' rebuild lines (export_weights.REBUILD) in a fresh interpreter, with the dense class named by the config

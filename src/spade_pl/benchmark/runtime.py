@@ -84,8 +84,10 @@ def choose_memory_format(
 
 
 def constants_fixed(physics: Physics) -> Physics:
-    """Integer tensor fields equal across the batch (e.g. ``num_low_frequencies``) as Python ints: what a
-    forward at a fixed acquisition (an exported trace, a CUDA graph) needs instead of reading a device tensor."""
+    """Integer tensor fields equal across the batch (e.g. ``num_low_frequencies``) as Python ints, after the
+    physics' own :meth:`~spade_pl.physics.base.Physics.at_fixed_acquisition`: what a forward at a fixed acquisition
+    (an exported program, a CUDA graph) needs instead of reading a device tensor."""
+    physics = physics.at_fixed_acquisition()
     constants = {}
     for f in dataclasses.fields(physics):
         value = getattr(physics, f.name)

@@ -42,8 +42,8 @@ class MBDLNetwork(nn.Module, ABC):
     #: priors that pruning leaves dense unless asked (``prune.include_sensitivity_net``, ``prune.priors``), e.g.
     #: E2E-VarNet's sensitivity net, whose maps every cascade depends on
     dense_priors: tuple[str, ...] = ()
-    #: True for fixed-point networks: a data-dependent number of iterations per forward, so no TorchScript trace
-    #: and no CUDA graph; their forward leaves its statistics in ``solver_stats``
+    #: True for fixed-point networks: a data-dependent number of iterations per forward, so an export captures their
+    #: priors only and no CUDA graph runs them; their forward leaves its statistics in ``solver_stats``
     iterative: bool = False
     #: the last forward's solver statistics (``iterations``, ``residual``, ``converged``), for iterative networks
     solver_stats: dict[str, Any] | None = None

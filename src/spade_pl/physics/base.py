@@ -144,6 +144,12 @@ class Physics(ABC):
         """This operator with every tensor detached (nothing the optimiser could move)."""
         return self
 
+    def at_fixed_acquisition(self) -> Physics:
+        """This operator as a captured forward (an export, a CUDA graph) takes it: a field that only decides which
+        code runs, not what it computes, replaced by what it decides (e.g. a measured-pixel mask that measures
+        every pixel: no mask), so that no branch depends on a tensor's values. By default: itself."""
+        return self
+
     @abstractmethod
     def apply_mask(self, y: Tensor) -> Tensor: ...
 

@@ -134,6 +134,10 @@ class Downsampling(Physics):
     def frozen(self) -> Downsampling:
         return replace(self, kernel=self.kernel.detach())
 
+    def at_fixed_acquisition(self) -> Downsampling:
+        """Every low-resolution pixel measured (a deployed network's input) is no mask: the exact data step."""
+        return replace(self, mask=None) if self.mask is not None and bool(self.mask.all()) else self
+
     def split(self, fraction: float, generator: torch.Generator | None = None) -> tuple[Downsampling, Downsampling]:
         """Two operators on disjoint random subsets of the measured low-resolution pixels: (kept, held out)."""
         require(self.mask is not None, "split needs the measured-pixel mask (SRSample.physics() sets it)")

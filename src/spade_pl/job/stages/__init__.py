@@ -6,7 +6,7 @@
 ``prune``      prune the dense ``ckpt_path`` one-shot, write the pruned checkpoint, report the drop
 ``benchmark``  time dense vs pruned (``ckpt_path`` or random weights) in one process
 ``export``     write ``ckpt_path`` (dense or pruned) as weights + pruning history, in its library's own format
-               where it has one (fastMRI VarNet), and as a TorchScript file
+               where it has one (fastMRI VarNet), and as a torch.export program (``export.formats``)
 ``reconstruct`` reconstruct every file of ``data.root`` with ``ckpt_path`` (ground truth or not) into HDF5 files
 
 ``stage=spade ckpt_path=dense.ckpt`` prunes and fine-tunes a dense model you trained elsewhere;
