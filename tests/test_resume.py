@@ -164,22 +164,10 @@ def test_self_supervised_fine_tuning_resumes_exactly(tmp_path, teacher_cache):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("choice", "file", "measuring"),
-    [
-        ("prune.round_to=auto", "round_to.json", "choosing round_to among"),
-        # warmed-up medians on a larger synthetic slice: the search must reach its target, whatever the noise
-        (
-            "prune.target_speedup=1.05 benchmark.repeats=5 benchmark.warmup=2 benchmark.size=96 benchmark.coils=4",
-            "target_speedup.json",
-            "choosing the ratio that reaches",
-        ),
-    ],
-)
-def test_a_resumed_job_keeps_the_structure_it_measured(tmp_path, teacher_cache, choice, file, measuring):
+def test_a_resumed_job_keeps_the_structure_it_measured(tmp_path, teacher_cache):
     """The measured choice is reused from the run folder, not timed again: timing noise must not change the pruned
-    structure of a job half done."""
-    choice = choice.split()
+    structure of a job half done (``prune.target_speedup``'s search is reused the same way: test_target_speedup)."""
+    choice, file, measuring = ["prune.round_to=auto"], "round_to.json", "choosing round_to among"
     rc, killed = job(tmp_path, "killed", *choice, *kill_at("finetune-distill", 1), cache=teacher_cache)
     assert rc == -signal.SIGKILL and measuring in log_of(killed)
     chosen = json.loads((killed / file).read_text())

@@ -6,8 +6,12 @@ import math
 
 import pytest
 
+from spade_pl.benchmark.settings import BenchmarkSettings
+from spade_pl.core.atomic_io import atomic_write_json
 from spade_pl.core.errors import RunFailure, SpadeInputError
 from spade_pl.job.pipeline import run
+from spade_pl.job.stages.structure_search import StructureSearch
+from spade_pl.pruning.settings import PruneSettings
 from spade_pl.pruning.target import MAX_RATIO, RESOLUTION, largest_ratio, smallest_ratio_reaching
 
 
@@ -43,6 +47,22 @@ def test_a_lucky_timing_is_not_accepted():
 def test_an_unreachable_target_is_one_line():
     with pytest.raises(RunFailure, match=r"prune.target_speedup=500 is out of reach .* measured 100.00x"):
         smallest_ratio_reaching(500, speedup_of_macs)
+
+
+def test_a_resumed_search_reuses_the_ratio_its_run_folder_chose(tmp_path):
+    """Timing noise must not change the structure of a job half done: a resumed run reads its folder's choice and
+    times nothing (``tests/test_resume.py`` kills and resumes a real job that measured ``round_to``)."""
+    chosen = smallest_ratio_reaching(2.0, speedup_of_macs)
+    atomic_write_json(tmp_path / "target_speedup.json", chosen.as_dict())
+
+    def no_timing():
+        raise AssertionError("a resumed search timed again")
+
+    settings = PruneSettings(ratio=0.0, target_speedup=2.0)
+    search = StructureSearch(settings, BenchmarkSettings(), no_timing, tmp_path, resumed=True)
+    assert search.choose_ratio(dense=None).as_dict() == chosen.as_dict() and search.settings.ratio == chosen.ratio
+    with pytest.raises(AssertionError, match="timed again"):  # a fresh run measures
+        StructureSearch(settings, BenchmarkSettings(), no_timing, tmp_path, resumed=False).choose_ratio(dense=None)
 
 
 def test_the_job_prunes_at_the_measured_ratio_and_reports_it(make_cfg, monkeypatch, tmp_path, pretrained):
