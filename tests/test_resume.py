@@ -77,23 +77,28 @@ def test_killed_jobs_resume_to_exactly_the_uninterrupted_metrics(tmp_path, teach
 
 
 @pytest.mark.slow
-def test_fine_tuning_with_weight_averaging_and_a_cosine_schedule_resumes_exactly(tmp_path, teacher_cache):
-    """The weight average with its update count, and the scheduler's state, travel in the checkpoint: a kill
-    mid-way through a cosine annealing (the DEQ recipes' schedule) resumes at the learning rate it stopped at and
-    with the average it had, so the metrics are the uninterrupted ones."""
+def test_self_supervised_fine_tuning_with_weight_averaging_and_a_cosine_schedule_resumes_exactly(
+    tmp_path, teacher_cache
+):
+    """Self-supervised steps draw EI transforms and measurement splits from per-step seeds; the weight average with
+    its update count and the scheduler's state travel in the checkpoint. A kill mid-way through a cosine annealing
+    (the DEQ recipes' schedule) resumes with the draws, the learning rate and the average it had, so the metrics
+    are the uninterrupted ones."""
     recipe = (
+        "finetune=selfsup",
+        "finetune.objective.split_weight=1.0",
         "finetune.ema_decay=0.9",
         "finetune.max_epochs=3",
         "+finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:3}",
     )
     rc, straight = job(tmp_path, "straight", *recipe, cache=teacher_cache)
     assert rc == 0
-    rc, killed = job(tmp_path, "killed", *recipe, *kill_at("finetune-distill", 1), cache=teacher_cache)
+    rc, killed = job(tmp_path, "killed", *recipe, *kill_at("finetune-selfsup", 1), cache=teacher_cache)
     assert rc == -signal.SIGKILL
     rc, _ = job(tmp_path, "resumed", *recipe, f"resume_from={killed}", cache=teacher_cache)
     assert rc == 0
     assert metrics(killed) == metrics(straight)
-    final = SafeCheckpointIO().load_checkpoint(killed / "checkpoints" / "finetune-distill" / "final.ckpt")
+    final = SafeCheckpointIO().load_checkpoint(killed / "checkpoints" / "finetune-selfsup" / "final.ckpt")
     assert [s["last_epoch"] for s in final["lr_schedulers"]] == [3]  # the resumed schedule stepped every epoch once
 
 
@@ -147,20 +152,6 @@ def test_checkpoints_that_no_training_stage_wrote_are_refused(make_cfg, finetune
 
 def log_of(run_dir: Path) -> str:
     return (run_dir / "__main__.log").read_text()
-
-
-@pytest.mark.slow
-def test_self_supervised_fine_tuning_resumes_exactly(tmp_path, teacher_cache):
-    """Self-supervised steps draw EI transforms and measurement splits from the per-step seeds: a kill mid-epoch
-    resumes to the same metrics."""
-    cache, recipe = teacher_cache, ("finetune=selfsup", "finetune.objective.split_weight=1.0")
-    rc, straight = job(tmp_path, "straight", *recipe, cache=cache)
-    assert rc == 0
-    rc, killed = job(tmp_path, "killed", *recipe, *kill_at("finetune-selfsup", 1), cache=cache)
-    assert rc == -signal.SIGKILL
-    rc, _ = job(tmp_path, "resumed", *recipe, f"resume_from={killed}", cache=cache)
-    assert rc == 0
-    assert metrics(killed) == metrics(straight)
 
 
 @pytest.mark.slow

@@ -106,18 +106,29 @@ def test_every_strategy_of_the_reviewer_grid_gets_the_same_epochs(make_cfg, netw
 
 
 @pytest.mark.slow
-def test_masks_are_a_sweep_axis_with_a_teacher_each_and_a_transfer_column(tmp_path):
-    """-m over the training mask's acceleration: each mask trains its own teacher; both jobs are also scored on
-    an equispaced mask (data.eval_mask), which the table's rows say."""
+def test_masks_are_a_sweep_axis_with_a_teacher_each_and_a_bad_job_fails_alone(tmp_path):
+    """-m over the training mask's acceleration: each mask trains its own teacher; the jobs are also scored on an
+    equispaced mask (data.eval_mask), which the table's rows say. A job with a bad value fails alone, in one line,
+    and the sweep goes on, then reports it."""
     cache = tmp_path / "cache"
-    sweep = tiny_sweep(
-        tmp_path,
-        "problem.mask.accelerations=[4],[8]",
-        "prune.ratio=0.5",
-        "finetune=none",
+    sweep_args = ("problem.mask.accelerations=[4],[8]", "prune.ratio=1.5,0.5", "finetune=none")
+    proc = spade_cli(
+        "-m",
+        *sweep_args,
         "data.eval_mask.mask_type=equispaced",
+        *tiny_overrides(),
+        *FAST,
+        *EPOCHS,
+        cwd=tmp_path,
+        cache=cache,
     )
-    done = jobs(sweep)
+    assert proc.returncode != 0  # Hydra reports the failed jobs once the sweep is over
+    assert "prune.ratio=1.5 is invalid; allowed: 0 <= ratio < 1" in proc.stderr
+    sweep = sweep_dir(tmp_path)
+    bad = [j for j in jobs(sweep) if not (j / "results.json").exists()]
+    done = [j for j in jobs(sweep) if (j / "results.json").is_file()]
+    assert len(bad) == 2 and len(done) == 2
+    assert all("prune.ratio=1.5 is invalid" in (j / "__main__.log").read_text() for j in bad)
     assert len(teachers(cache)) == 2
     trained = sorted(
         json.loads((j / "results.json").read_text())["transfer"]["trained_mask"]["accelerations"][0] for j in done
@@ -127,6 +138,7 @@ def test_masks_are_a_sweep_axis_with_a_teacher_each_and_a_transfer_column(tmp_pa
     assert "| scored on (transfer) |" in table.splitlines()[0]
     for acceleration in (4, 8):
         assert f"mask_type=equispaced accelerations=[{acceleration}] center_fractions=[0.08]" in table
+    assert "2 job(s) left no results.json (failed or unfinished): " in table and all(str(j) in table for j in bad)
 
 
 @pytest.mark.slow
@@ -141,21 +153,6 @@ def test_submitit_local_sweep(tmp_path):
     assert sum((j / "results.json").is_file() for j in jobs(sweep)) == 2
     assert len(teachers(tmp_path / "cache")) == 1
     assert (sweep / "pareto.png").is_file()
-
-
-@pytest.mark.slow
-def test_a_bad_job_fails_alone_and_the_sweep_reports_it(tmp_path):
-    proc = spade_cli(
-        "-m", "prune.ratio=1.5,0.5", "finetune=none", *tiny_overrides(), *FAST, *EPOCHS, cwd=tmp_path, cache=tmp_path
-    )
-    assert proc.returncode != 0  # Hydra reports the failed job once the sweep is over
-    assert "prune.ratio=1.5 is invalid; allowed: 0 <= ratio < 1" in proc.stderr
-    sweep = sweep_dir(tmp_path)
-    bad, good = jobs(sweep)
-    assert not (bad / "results.json").exists() and (good / "results.json").is_file()
-    assert "prune.ratio=1.5 is invalid" in (bad / "__main__.log").read_text()
-    summary = (sweep / "sweep.md").read_text()
-    assert "| 0.5 | none |" in summary and f"1 job(s) left no results.json (failed or unfinished): {bad}" in summary
 
 
 @pytest.mark.slow
