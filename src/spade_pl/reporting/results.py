@@ -59,7 +59,9 @@ def summary_record(results: Mapping[str, Any]) -> dict[str, Any]:
     finetuned = results.get("finetuned_model")  # results.json names its fine-tuned model and its strategy
     strategy = results.get("strategy", "none")
     prune = results.get("prune", {})
-    record: dict[str, Any] = {"ratio": prune.get("ratio"), "depth": prune.get("depth", 0.0), "strategy": strategy}
+    record: dict[str, Any] = {"ratio": prune.get("ratio"), "strategy": strategy}
+    if prune.get("depth"):  # stages removed too: a column of its own in a sweep's table
+        record["depth"] = prune["depth"]
     if "seed" in results:
         record["seed"] = results["seed"]
         record["setting"] = " ".join(sorted(o for o in results.get("overrides", []) if not o.startswith("seed=")))
