@@ -73,14 +73,21 @@ class Capture:
     names: list[str]  # the inputs' names, in order
     example: tuple[Tensor, ...]
     check: tuple[Tensor, ...]
+    constants: dict[str, int] = dataclasses.field(default_factory=dict)  # the acquisition's fixed integer fields
 
 
 def captures(network: MBDLNetwork, example: tuple[Tensor, Physics], check: tuple[Tensor, Physics]) -> list[Capture]:
     """What is captured: the whole network (``model``), or each prior of an iterative one on its input."""
     if not network.iterative:
         wrapper = TensorInputs(network.eval(), example[1]).eval()
-        names = ["y", *wrapper.fields]
-        return [Capture("model", wrapper, names, wrapper.inputs(*example), wrapper.inputs(*check))]
+        template = wrapper.template
+        constants = {
+            f.name: getattr(template, f.name)
+            for f in dataclasses.fields(template)
+            if isinstance(getattr(template, f.name), int)
+        }
+        inputs = (wrapper.inputs(*example), wrapper.inputs(*check))
+        return [Capture("model", wrapper, ["y", *wrapper.fields], *inputs, constants)]
     recorded = []
     for y, physics in (example, check):
         with torch.no_grad(), recorded_prior_calls(network.eval()) as calls:
@@ -104,7 +111,8 @@ def export_artifact(
     Returns the record for export.json. ``layout``: the priors' memory format the network was put in (the capture
     keeps it). An artifact further than ``TOLERANCE`` from the checkpoint is an input error; nothing is written."""
     written: dict[str, Any] = {}
-    for part in captures(network, example, check):
+    parts = captures(network, example, check)
+    for part in parts:
         with torch.no_grad():
             blob = form.capture(part.module, part.example)
             loaded = form.load(blob)
@@ -137,10 +145,5 @@ def export_artifact(
     if network.iterative:
         record["solver"] = "not captured: a fixed-point solver calls the priors (docs: Benchmark and export)"
     else:
-        template = TensorInputs(network, example[1]).template
-        record["constants"] = {
-            f.name: getattr(template, f.name)
-            for f in dataclasses.fields(template)
-            if isinstance(getattr(template, f.name), int)
-        }
+        record["constants"] = parts[0].constants
     return record
