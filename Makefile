@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	if [ -n "$(TORCH)" ]; then $(PY) -m pip install -q torch==$(TORCH); fi
 	# Pin whatever torch is now installed so no dependency can swap it for a multi-GB CUDA build.
 	$(PY) -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' > $(VENV)/constraints.txt
-	PIP_CONSTRAINT=$(VENV)/constraints.txt $(PY) -m pip install -q -e '.[dev]'
+	PIP_CONSTRAINT=$(VENV)/constraints.txt $(PY) -m pip install -q -e '.[dev,deploy]'
 	# fastmri 0.3.0 declares torchvision, which we never use (and which breaks with this torch).
 	PIP_CONSTRAINT=$(VENV)/constraints.txt $(PY) -m pip install -q --no-deps fastmri==0.3.0
 	$(PY) -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torchvision") is not None)' \

@@ -85,7 +85,15 @@ CONFIG_CASES = [
     ("eval_split=train", "eval_split='train' is invalid; allowed: val, test"),
     ("finetune.data=val", "finetune.data='val' is invalid; allowed: train, test"),
     ("benchmark.repeats=0", "benchmark.repeats=0 is invalid"),
-    ("export.formats=[onnx]", "export.formats=['onnx'] names unknown format(s) ['onnx']; allowed: pt2, torchscript"),
+    (
+        "export.formats=[tflite]",
+        "export.formats=['tflite'] names unknown format(s) ['tflite']; allowed: pt2, aoti, onnx, torchscript",
+    ),
+    (
+        "benchmark.runtimes=[tensorrt]",
+        "names unknown runtime(s) ['tensorrt']; allowed: eager, compile, aoti, onnxruntime, cuda_graph",
+    ),
+    ("benchmark.runtimes=[cuda_graph] benchmark.device=cpu", "benchmark.runtimes=[cuda_graph] needs a CUDA device"),
     ("trainer.devices=0", "trainer.devices=0 is invalid"),
     ("trainer.accelerator=tpu", "trainer.accelerator='tpu' is unknown"),
     ("prune.ratio=[", "no viable alternative at input '['"),

@@ -25,8 +25,10 @@ class BenchmarkSettings:
     volume: bool = True  # also time whole test volumes per forward (throughput), in stage=spade and benchmark
     volumes: int | None = None  # how many test volumes the per-volume line times (their median); None: all
     warm_start: bool = False  # iterative networks' volumes: slice by slice in order, each from the slice before
+    runtimes: tuple[str, ...] = ()  # the runtime table (spade_pl.weights.runtimes): these runtimes beside eager
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "runtimes", tuple(self.runtimes))  # a list from the config
         for key, minimum in (("repeats", 1), ("warmup", 0), ("threads", 1), ("slices", 1), ("coils", 1)):
             require_int(f"benchmark.{key}", getattr(self, key), minimum)
         require(

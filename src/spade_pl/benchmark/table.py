@@ -129,7 +129,32 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
     ]
     if cap := speedup_cap_line(result):
         lines.append(cap)
+    if runtimes := result.get("runtimes"):
+        lines += ["", *runtimes_markdown(runtimes)]
     return "\n".join(lines) + "\n"
+
+
+def runtimes_markdown(table: dict[str, Any]) -> list[str]:
+    """``benchmark.runtimes``' table: one row per runtime, dense and pruned, and the fastest pruned deployment."""
+    fastest = table["fastest_pruned"]
+    return [
+        f"Runtimes ({table['threads']} threads on CPU, input {table['input_shape']}, {table['repeats']} repetitions, "
+        "medians, every runtime and network interleaved)",
+        "",
+        "| runtime | dense ms | pruned ms | pruned vs dense | pruned vs dense eager | prepared in, s (dense / pruned) "
+        "| output vs eager (max relative difference) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *[
+            f"| {row['runtime']} | {row['dense_ms']:.1f} | {row['pruned_ms']:.1f} | {row['speedup']:.2f}x "
+            f"| {row['pruned_vs_dense_eager']:.2f}x "
+            f"| {row['prepare_s']['dense']:.1f} / {row['prepare_s']['pruned']:.1f} "
+            f"| {row['relative_difference']:.0e} |"
+            for row in table["rows"]
+        ],
+        "",
+        f"Fastest pruned deployment: {fastest['runtime']}, {fastest['pruned_ms']:.1f} ms per forward, "
+        f"{fastest['pruned_vs_dense_eager']:.2f}x the dense network in eager PyTorch.",
+    ]
 
 
 def volume_count(volume: dict[str, Any]) -> str:

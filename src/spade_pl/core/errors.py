@@ -9,6 +9,7 @@ traceback in the run's log file, where a user looking into it needs it.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 
@@ -42,6 +43,13 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`SpadeInputError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise SpadeInputError(message)
+
+
+def require_installed(what: str, modules: tuple[str, ...], extra: str) -> None:
+    """Each of ``modules`` is importable; else one line saying that ``what`` needs them and the extra that
+    installs them."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    require(not missing, f"{what} needs {', '.join(missing)} (not installed): pip install 'spade-pl[{extra}]'")
 
 
 def print_error(message: str) -> None:

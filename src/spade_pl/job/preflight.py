@@ -24,6 +24,7 @@ from spade_pl.physics.base import MissingOperatorData, Physics
 from spade_pl.pruning.settings import PruneSettings
 from spade_pl.reporting.metrics import min_scored_size
 from spade_pl.weights.formats import chosen_formats
+from spade_pl.weights.runtimes import check_runtimes
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -102,7 +103,7 @@ def check_config(cfg: DictConfig) -> None:
             )
     recipe.check_objectives(cfg.finetune)
     check_network(OmegaConf.to_container(cfg.network.model, resolve=True))
-    BenchmarkSettings(**cfg.benchmark)  # validates itself
+    check_runtimes(BenchmarkSettings(**cfg.benchmark))  # the settings validate themselves, then the runtime table
     chosen_formats(list(cfg.export.formats))
     check_trainer(cfg.trainer)
     check_processes(cfg.trainer, PruneSettings.from_config(cfg.prune))

@@ -62,6 +62,8 @@ class ArtifactFormat:
     title: str
     capture: Callable[[nn.Module, tuple[Tensor, ...]], bytes]
     load: Callable[[bytes], Callable[..., Tensor]]
+    priors_only: bool = False  # captures the priors of every network, not a whole unrolled one
+    requires: tuple[str, ...] = ()  # modules beyond spade-pl's own dependencies (the deploy extra)
 
 
 @dataclass
@@ -76,9 +78,12 @@ class Capture:
     constants: dict[str, int] = dataclasses.field(default_factory=dict)  # the acquisition's fixed integer fields
 
 
-def captures(network: MBDLNetwork, example: tuple[Tensor, Physics], check: tuple[Tensor, Physics]) -> list[Capture]:
-    """What is captured: the whole network (``model``), or each prior of an iterative one on its input."""
-    if not network.iterative:
+def captures(
+    network: MBDLNetwork, example: tuple[Tensor, Physics], check: tuple[Tensor, Physics], priors_only: bool = False
+) -> list[Capture]:
+    """What is captured: the whole network (``model``), or each prior on its input (an iterative network's, or
+    every network's with ``priors_only``)."""
+    if not (network.iterative or priors_only):
         wrapper = TensorInputs(network.eval(), example[1]).eval()
         template = wrapper.template
         constants = {
@@ -111,7 +116,7 @@ def export_artifact(
     Returns the record for export.json. ``layout``: the priors' memory format the network was put in (the capture
     keeps it). An artifact further than ``TOLERANCE`` from the checkpoint is an input error; nothing is written."""
     written: dict[str, Any] = {}
-    parts = captures(network, example, check)
+    parts = captures(network, example, check, form.priors_only)
     for part in parts:
         with torch.no_grad():
             blob = form.capture(part.module, part.example)
@@ -143,7 +148,9 @@ def export_artifact(
         }
     record: dict[str, Any] = {"format": form.title, "artifacts": artifacts, "memory_format": layout or {}}
     if network.iterative:
-        record["solver"] = "not captured: a fixed-point solver calls the priors (docs: Benchmark and export)"
+        record["not_captured"] = "its fixed-point solver, Python that calls the priors (docs: Benchmark and export)"
+    elif form.priors_only:
+        record["not_captured"] = "the steps between the priors (FFTs, data consistency), torch around them"
     else:
         record["constants"] = parts[0].constants
     return record

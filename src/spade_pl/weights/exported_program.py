@@ -54,9 +54,9 @@ def fastmri_unets_on_shapes() -> Iterator[None]:
         Unet.forward = original
 
 
-def export(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
-    """``torch.export.export`` of ``module`` on ``inputs`` (shapes fixed) as the bytes of a ``.pt2`` file; a module
-    that does not export (a branch on a tensor's value) is an input error naming the line that stopped it."""
+def exported_program(module: nn.Module, inputs: tuple[Tensor, ...]) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of ``module`` on ``inputs`` (shapes fixed); a module that does not export (a branch
+    on a tensor's value) is an input error naming the line that stopped it."""
     try:
         with fastmri_unets_on_shapes():
             program = torch.export.export(module, inputs, strict=False)
@@ -65,8 +65,13 @@ def export(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
             f"torch.export cannot capture {type(module).__name__}: {type(err).__name__} at {failing_line(err)} "
             f"(data-dependent control flow cannot be exported; export.formats=[torchscript] traces one path)"
         ) from None
+    return program
+
+
+def export(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
+    """:func:`exported_program` as the bytes of a ``.pt2`` file."""
     buffer = io.BytesIO()
-    torch.export.save(program, buffer)
+    torch.export.save(exported_program(module, inputs), buffer)
     return buffer.getvalue()
 
 

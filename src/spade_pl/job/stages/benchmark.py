@@ -19,6 +19,7 @@ from spade_pl.data.splits import SplitDataModule
 from spade_pl.job.context import JobContext
 from spade_pl.models.base import MBDLNetwork
 from spade_pl.physics.sample import Sample
+from spade_pl.weights.runtimes import runtime_table
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,11 @@ def benchmark_and_write(
 ) -> dict[str, Any]:
     """Time dense vs pruned; ``extra`` / ``preface`` (the structure searches) go into benchmark.json / .md too."""
     log.info("[benchmark] dense vs pruned, %d repetitions after %d warm-up", settings.repeats, settings.warmup)
-    result = {**benchmark_pair(dense, pruned, benchmark_batch(datamodule, settings), settings), **(extra or {})}
+    batch = benchmark_batch(datamodule, settings)
+    result = {**benchmark_pair(dense, pruned, batch, settings), **(extra or {})}
+    if settings.runtimes:
+        log.info("[benchmark] the runtime table: eager, %s", ", ".join(settings.runtimes))
+        result["runtimes"] = runtime_table(dense, pruned, batch, settings)
     if settings.volume and settings.size is None:
         first = next(whole_volumes(datamodule.test_dataloader()))
         if first.y.shape[0] > 1:  # single images (super-resolution) have no volume to batch

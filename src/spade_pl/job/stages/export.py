@@ -67,8 +67,8 @@ def write_export(
                 f"{artifact['max_abs_error']['check']:.1e} on a second slice); inputs: "
                 + ", ".join(f"{k} {v['shape']}" for k, v in artifact["inputs"].items())
             )
-        if "solver" in record[form.name]:
-            lines.append(f"{type(network).__name__}'s fixed-point solver: {record[form.name]['solver']}")
+        if "not_captured" in record[form.name]:
+            lines.append(f"not captured in {form.title}: {record[form.name]['not_captured']}")
     atomic_write_json(folder / "export.json", record)
     print("\n" + "\n".join(lines), flush=True)
     return record

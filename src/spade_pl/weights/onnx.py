@@ -1,0 +1,56 @@
+"""ONNX of the priors (``export.formats=[onnx]``), run by ONNX Runtime: the dynamo exporter's graph of each prior
+on the input it receives, for runtimes other than PyTorch's.
+
+Only the priors: ONNX's DFT exports, but ONNX Runtime's CPU DFT is far slower than torch's FFT, so the FFTs and
+data consistency of an MRI network stay in torch around the exported priors (docs: Benchmark and export). Needs
+the ``deploy`` extra (``pip install 'spade-pl[deploy]'``: onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from spade_pl.weights.artifacts import ArtifactFormat
+from spade_pl.weights.exported_program import exported_program
+
+
+def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
+    """The ONNX model of ``module`` on ``inputs`` (shapes fixed), as a file's bytes."""
+    # the exporter warns once that torchvision's operators are not registered: spade-pl never uses them
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    program = torch.onnx.export(exported_program(module, inputs), inputs, dynamo=True, verbose=False)
+    return program.model_proto.SerializeToString()
+
+
+def load(blob: bytes) -> Callable[..., Tensor]:
+    """An ONNX Runtime session of ``blob`` on the CPU as a call on tensors, with torch's thread count and no
+    spinning threads (they would slow the torch operations that run between its calls)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(*inputs: Tensor) -> Tensor:
+        feeds = {name: t.detach().cpu().contiguous().numpy() for name, t in zip(names, inputs, strict=True)}
+        return torch.from_numpy(session.run(None, feeds)[0]).to(inputs[0].device)
+
+    return run
+
+
+ONNX = ArtifactFormat(
+    "onnx",
+    ".onnx",
+    "ONNX (onnxruntime.InferenceSession(path))",
+    export_onnx,
+    load,
+    priors_only=True,
+    requires=("onnx", "onnxscript", "onnxruntime"),
+)
