@@ -36,6 +36,10 @@ depth="prune.depth=0.5 prune.depth_importance=uniform"
 ./run_experiment.sh bench_e2e_varnet_paper_320_depth $paper network=e2e_varnet_paper $depth
 ./run_experiment.sh bench_e2e_varnet_paper_320_depth_sens $paper network=e2e_varnet_paper $depth \
   prune.include_sensitivity_net=true prune.round_to=auto
+# the runtime table: the depth-and-width E2E-VarNet and the DEQ in eager, torch.compile, AOTInductor, ONNX Runtime
+runtimes="benchmark.runtimes=[compile,aoti,onnxruntime]"
+./run_experiment.sh runtimes_e2e_varnet_paper $paper network=e2e_varnet_paper $depth "$runtimes" benchmark.repeats=10
+./run_experiment.sh runtimes_deq_paper $paper network=deq_paper benchmark.repeats=3 benchmark.warmup=1 "$runtimes"
 # the small default E2E-VarNet on the embedded slice, depth and width together
 ./run_experiment.sh bench_e2e_varnet_depth stage=benchmark prune.ratio=0.5 $depth
 

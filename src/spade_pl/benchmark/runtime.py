@@ -15,9 +15,9 @@ pruned network's kernels shrink while their launch cost does not (experiments/LO
 fraction of the MAC bound).
 ``cuda_graph`` records the whole forward once and replays it as one launch, so time follows the kernels'
 work. It is prepared before any timing (the capture time is reported on its own) and its output checked
-against eager's. ``torch.compile`` (inductor) is not offered: on 2-core CPUs it ran the default E2E-VarNet no
-faster than eager, the pruned one slower, and moved the output by 2e-5 relative, over the tolerance an export
-meets (``experiments/compile_timing.py``, experiments/LOG.md). A CUDA graph replays fixed
+against eager's. ``torch.compile`` and the exported formats move the output by more than ``TOLERANCE`` (about
+2e-5 relative on the default E2E-VarNet); they are timed beside eager in the runtime table
+(:mod:`spade_pl.weights.runtimes`), which reports how far each one's output moved. A CUDA graph replays fixed
 input buffers, fixed shapes and a fixed number of iterations, so it applies to unrolled networks at a fixed
 acquisition: a DEQ's solver reads its residual on the host every iteration and is refused.
 """

@@ -153,7 +153,13 @@ def runtimes_markdown(table: dict[str, Any]) -> list[str]:
         ],
         "",
         f"Fastest pruned deployment: {fastest['runtime']}, {fastest['pruned_ms']:.1f} ms per forward, "
-        f"{fastest['pruned_vs_dense_eager']:.2f}x the dense network in eager PyTorch.",
+        f"{fastest['pruned_vs_dense_eager']:.2f}x the dense network in eager PyTorch"
+        + (
+            f" (not considered, their output more than {table['agreement']:g} from eager's: "
+            f"{', '.join(table['not_considered'])})."
+            if table["not_considered"]
+            else "."
+        ),
     ]
 
 

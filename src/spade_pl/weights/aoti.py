@@ -8,19 +8,22 @@ Compiling needs a C++ compiler on the machine that exports (it takes seconds to 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from spade_pl.weights.artifacts import ArtifactFormat
-from spade_pl.weights.exported_program import exported_program
+from spade_pl.weights.exported_program import exported_program, quiet
 
 
 def compile_package(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
     """The AOTInductor package of ``module``'s exported program on ``inputs``, as a file's bytes."""
     buffer = io.BytesIO()
-    torch._inductor.aoti_compile_and_package(exported_program(module, inputs), package_path=buffer)
+    program = exported_program(module, inputs)
+    with quiet("torch._inductor", level=logging.ERROR):  # (a warning per operator run through a fallback)
+        torch._inductor.aoti_compile_and_package(program, package_path=buffer)
     return buffer.getvalue()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import traceback
 from collections.abc import Callable, Iterator
@@ -41,6 +42,20 @@ def unet_forward_on_shapes(self: Unet, image: Tensor) -> Tensor:
             output = F.pad(output, padding, "reflect")
         output = conv(torch.cat([output, skip], dim=1))
     return output
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Within: the named loggers report from ``level`` up only (exporters and compilers log every pass they run,
+    thousands of lines per network); their levels restored afterwards."""
+    kept = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in kept.items():
+            logging.getLogger(name).setLevel(level)
 
 
 @contextlib.contextmanager

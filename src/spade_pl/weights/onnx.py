@@ -15,14 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from spade_pl.weights.artifacts import ArtifactFormat
-from spade_pl.weights.exported_program import exported_program
+from spade_pl.weights.exported_program import exported_program, quiet
 
 
 def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
     """The ONNX model of ``module`` on ``inputs`` (shapes fixed), as a file's bytes."""
-    # the exporter warns once that torchvision's operators are not registered: spade-pl never uses them
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    program = torch.onnx.export(exported_program(module, inputs), inputs, dynamo=True, verbose=False)
+    # (the exporter also warns that torchvision's operators are not registered: spade-pl never uses them)
+    with quiet("onnx_ir", "onnxscript", "torch.onnx", level=logging.ERROR):
+        program = torch.onnx.export(exported_program(module, inputs), inputs, dynamo=True, verbose=False)
     return program.model_proto.SerializeToString()
 
 

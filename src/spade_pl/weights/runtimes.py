@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spade_pl.benchmark.runtime import capture_cuda_graph, relative_difference
+from spade_pl.benchmark.runtime import capture_cuda_graph, relative_difference, set_memory_format
 from spade_pl.benchmark.settings import BenchmarkSettings
 from spade_pl.benchmark.timing import interleaved_medians, place_networks, timing_flags
 from spade_pl.core.errors import require, require_installed
@@ -47,6 +47,11 @@ AGREEMENT = 1e-3
 def _compiled(module: nn.Module, _inputs: tuple[Tensor, ...]) -> Callable[..., Tensor]:
     # the bound forward, not the module: a prior's forward is replaced by the result, which must not call itself
     return torch.compile(module.forward, dynamic=False)
+
+
+#: a pruned network's U-Nets each have their own widths: one compiled version per cascade (dynamo's default limit, 8,
+#: would leave the rest eager)
+COMPILED_VERSIONS = 64
 
 
 def _loaded(form: ArtifactFormat) -> Callable[[nn.Module, tuple[Tensor, ...]], Callable[..., Tensor]]:
@@ -98,23 +103,26 @@ def deploy(network: MBDLNetwork, y: Tensor, physics: Physics, runtime: str) -> t
             for part in parts:
                 part.module.forward = make(part.module, part.example)
             call = lambda: copied(y, physics)  # noqa: E731
-    call()
+    with torch._dynamo.config.patch(recompile_limit=COMPILED_VERSIONS):
+        call()  # torch.compile compiles here, on the first call, every version the forward needs
     if y.device.type == "cuda":
         torch.cuda.synchronize(y.device)
     return call, time.perf_counter() - start
 
 
 def runtime_table(
-    dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings
+    dense: MBDLNetwork, pruned: MBDLNetwork, batch: Sample, settings: BenchmarkSettings, layouts: dict[str, str]
 ) -> dict[str, Any]:
-    """Dense and pruned in eager and in each of ``settings.runtimes`` on ``batch``'s first slice (each network in
-    its layout), all calls interleaved; per runtime the median ms of each network, the speed-ups, the preparation
-    seconds and the largest relative output difference from eager, and the fastest pruned deployment."""
+    """Dense and pruned in eager and in each of ``settings.runtimes`` on ``batch``'s first slice, each network in
+    its layout (``layouts``: what the benchmark chose), all calls interleaved; per runtime the median ms of each
+    network, the speed-ups, the preparation seconds and the largest relative output difference from eager, and the
+    fastest pruned deployment."""
     runtimes = list(dict.fromkeys(["eager", *settings.runtimes]))
+    as_chosen = dataclasses.replace(settings, runtime="eager", memory_format="contiguous")
     with timing_flags(settings) as kept, torch.no_grad():
-        placed = place_networks(
-            {"dense": dense, "pruned": pruned}, batch, dataclasses.replace(settings, runtime="eager"), kept
-        )
+        placed = place_networks({"dense": dense, "pruned": pruned}, batch, as_chosen, kept)
+        for name, net in placed.nets.items():
+            set_memory_format(net, layouts[name])
         reference = {name: net(placed.y, placed.physics) for name, net in placed.nets.items()}
         calls, prepare_s, difference = {}, {}, {}
         for runtime in runtimes:
@@ -139,10 +147,13 @@ def runtime_table(
     ]
     agreeing = [row for row in rows if row["relative_difference"] <= AGREEMENT]
     fastest = min(agreeing, key=lambda row: row["pruned_ms"])
+    differing = [row["runtime"] for row in rows if row not in agreeing]
     return {
         "threads": settings.threads,
         "repeats": settings.repeats,
         "input_shape": list(placed.y.shape),
         "rows": rows,
         "fastest_pruned": {k: fastest[k] for k in ("runtime", "pruned_ms", "pruned_vs_dense_eager")},
+        "agreement": AGREEMENT,
+        "not_considered": differing,  # output further than AGREEMENT from eager's
     }

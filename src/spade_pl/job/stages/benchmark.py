@@ -46,7 +46,8 @@ def benchmark_and_write(
     result = {**benchmark_pair(dense, pruned, batch, settings), **(extra or {})}
     if settings.runtimes:
         log.info("[benchmark] the runtime table: eager, %s", ", ".join(settings.runtimes))
-        result["runtimes"] = runtime_table(dense, pruned, batch, settings)
+        layouts = {name: result[name]["memory_format"]["chosen"] for name in ("dense", "pruned")}
+        result["runtimes"] = runtime_table(dense, pruned, batch, settings, layouts)
     if settings.volume and settings.size is None:
         first = next(whole_volumes(datamodule.test_dataloader()))
         if first.y.shape[0] > 1:  # single images (super-resolution) have no volume to batch
