@@ -31,9 +31,9 @@ elif path.endswith(".pt2"):
     model = torch.export.load(path).module()
 elif path.endswith(".onnx"):
     import onnxruntime
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    model = lambda *x: torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, x)})[0])
+    runner = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [i.name for i in runner.get_inputs()]
+    model = lambda *x: torch.from_numpy(runner.run(None, {n: t.numpy() for n, t in zip(names, x)})[0])
 else:
     model = torch.jit.load(path)
 example = torch.load(sys.argv[2], weights_only=True)

@@ -27,7 +27,7 @@ def export_onnx(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
 
 
 def load(blob: bytes) -> Callable[..., Tensor]:
-    """An ONNX Runtime session of ``blob`` on the CPU as a call on tensors, with torch's thread count and no
+    """``blob`` in ONNX Runtime (``InferenceSession``) on the CPU as a call on tensors, with torch's thread count and no
     spinning threads (they would slow the torch operations that run between its calls)."""
     import onnxruntime
 
@@ -35,12 +35,12 @@ def load(blob: bytes) -> Callable[..., Tensor]:
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
+    runner = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in runner.get_inputs()]
 
     def run(*inputs: Tensor) -> Tensor:
         feeds = {name: t.detach().cpu().contiguous().numpy() for name, t in zip(names, inputs, strict=True)}
-        return torch.from_numpy(session.run(None, feeds)[0]).to(inputs[0].device)
+        return torch.from_numpy(runner.run(None, feeds)[0]).to(inputs[0].device)
 
     return run
 
