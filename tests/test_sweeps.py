@@ -15,6 +15,9 @@ from spade_pl.__main__ import config_dir
 
 FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "benchmark.repeats=1", "benchmark.warmup=0"]
 EPOCHS = ["pretrain.max_epochs=1", "finetune.max_epochs=1"]
+# two jobs at once on a small machine: one benchmark thread each, no per-volume line or layout timing (what these
+# tests check is the launcher, not the timings; two jobs with two threads each on two cores spin-wait)
+CONCURRENT = ["benchmark.threads=1", "benchmark.volume=false", "benchmark.memory_format=contiguous"]
 
 
 def sweep_dir(root: Path, task: str = "spade") -> Path:
@@ -46,6 +49,7 @@ def test_parallel_joblib_sweep_trains_one_teacher_and_collects_the_grid(tmp_path
         "hydra.launcher.n_jobs=2",
         "prune.ratio=0.5",
         "finetune=distill,supervised",
+        *CONCURRENT,
     )
     done = jobs(sweep)
     assert len(done) == 2 and all((j / "results.json").is_file() for j in done)
@@ -149,6 +153,7 @@ def test_submitit_local_sweep(tmp_path):
         "hydra.launcher.timeout_min=10",
         "prune.ratio=0.25,0.5",
         "finetune=distill",
+        *CONCURRENT,
     )
     assert sum((j / "results.json").is_file() for j in jobs(sweep)) == 2
     assert len(teachers(tmp_path / "cache")) == 1

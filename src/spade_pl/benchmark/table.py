@@ -137,6 +137,10 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
 def runtimes_markdown(table: dict[str, Any]) -> list[str]:
     """``benchmark.runtimes``' table: one row per runtime, dense and pruned, and the fastest pruned deployment."""
     fastest = table["fastest_pruned"]
+
+    def prepared(seconds: dict[str, float]) -> str:
+        return f"{seconds['dense']:.1f} / {seconds['pruned']:.1f}" if any(seconds.values()) else "–"
+
     return [
         f"Runtimes ({table['threads']} threads on CPU, input {table['input_shape']}, {table['repeats']} repetitions, "
         "medians, every runtime and network interleaved)",
@@ -147,7 +151,7 @@ def runtimes_markdown(table: dict[str, Any]) -> list[str]:
         *[
             f"| {row['runtime']} | {row['dense_ms']:.1f} | {row['pruned_ms']:.1f} | {row['speedup']:.2f}x "
             f"| {row['pruned_vs_dense_eager']:.2f}x "
-            f"| {row['prepare_s']['dense']:.1f} / {row['prepare_s']['pruned']:.1f} "
+            f"| {prepared(row['prepare_s'])} "
             f"| {row['relative_difference']:.0e} |"
             for row in table["rows"]
         ],
