@@ -3,12 +3,13 @@
     python experiments/structures.py SWEEP_DIR [SWEEP_DIR ...] --out DIR
 
 Reads every job's ``results.json`` under the sweep folders (one sweep over ``prune={ratio:..,depth:..}`` pairs and
-seeds), groups the jobs by their (ratio, depth) pair and writes into ``--out``: ``structures.csv`` (one row per
+seeds, a DEQ's perhaps with and without ``finetune.contractivity_weight``), groups the jobs by their (ratio, depth,
+contractivity weight) and writes into ``--out``: ``structures.csv`` (one row per
 pair: the pruned priors' MACs as a share of their dense MACs, PSNR/SSIM of the dense, one-shot and fine-tuned
 networks, the measured speed-up per slice and per volume, solver iterations where the network has a solver; mean
 and standard deviation over the seeds), ``structures.md`` (the same as a table, also printed) and
-``structures.png`` (fine-tuned PSNR against measured speed-up per slice, one marker per structure, each point
-labelled with its share of the prior MACs).
+``structures.png`` (fine-tuned PSNR against measured speed-up per slice, one marker per structure, hollow with the
+contractivity term, each point labelled with its share of the prior MACs).
 
 The share counts what pruning targeted (``results.json``'s ``pruning``: every pruned prior, a removed stage at 0),
 per prior call: a DEQ's iteration count is reported on its own.
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from spade_pl.reporting.results import models_by_role
 
@@ -60,16 +64,28 @@ def job_numbers(results: dict[str, Any]) -> dict[str, float]:
     return numbers
 
 
+def contractivity_weight(results_path: Path) -> float:
+    """The job's ``finetune.contractivity_weight``, from the resolved config beside its results (a run folder's
+    ``.hydra/config.yaml``, or ``config.yaml`` where experiments/run_experiment.sh copied it)."""
+    for config in (results_path.parent / ".hydra" / "config.yaml", results_path.parent / "config.yaml"):
+        if config.exists():
+            return float(OmegaConf.select(OmegaConf.load(config), "finetune.contractivity_weight", default=0.0))
+    raise FileNotFoundError(f"no resolved config beside {results_path}")
+
+
 def grouped(folders: list[Path]) -> list[dict[str, Any]]:
-    """One row per (ratio, depth): the seeds and, per number, its mean and standard deviation over them."""
-    groups: dict[tuple[float, float], list[tuple[int, dict[str, float]]]] = defaultdict(list)
+    """One row per (ratio, depth, contractivity weight): the seeds and, per number, its mean and standard deviation
+    over them."""
+    groups: dict[tuple[float, float, float], list[tuple[int, dict[str, float]]]] = defaultdict(list)
     for path in sorted(f for folder in folders for f in folder.rglob("results.json")):
         results = json.loads(path.read_text())
         prune = results["prune"]
-        groups[(prune["ratio"], prune.get("depth", 0.0))].append((results["seed"], job_numbers(results)))
+        key = (prune["ratio"], prune.get("depth", 0.0), contractivity_weight(path))
+        groups[key].append((results["seed"], job_numbers(results)))
     rows = []
-    for (ratio, depth), jobs in groups.items():
+    for (ratio, depth, weight), jobs in groups.items():
         row: dict[str, Any] = {"structure": structure(ratio, depth), "ratio": ratio, "depth": depth}
+        row["contractivity_weight"] = weight
         row["seeds"] = " ".join(str(seed) for seed, _ in sorted(jobs))
         for key in NUMBERS:
             values = [numbers[key] for _, numbers in jobs if key in numbers]
@@ -78,7 +94,12 @@ def grouped(folders: list[Path]) -> list[dict[str, Any]]:
                 row[f"{key}/std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append(row)
     return sorted(
-        rows, key=lambda r: (-round(r["prior_macs_share/mean"], 1), list(STRUCTURE_STYLE).index(r["structure"]))
+        rows,
+        key=lambda r: (
+            -round(r["prior_macs_share/mean"], 1),
+            list(STRUCTURE_STYLE).index(r["structure"]),
+            r["contractivity_weight"],
+        ),
     )
 
 
@@ -89,14 +110,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         return f"{row[f'{key}/mean']:.{digits}f} ± {row[f'{key}/std']:.{digits}f}"
 
     solver = any("finetuned/solver_iterations/mean" in r for r in rows)
-    head = "| structure | ratio | depth | prior MACs | seeds | dense PSNR | one-shot PSNR | fine-tuned PSNR | SSIM |"
-    head += " ΔPSNR | speed-up per slice | per volume |" + (" iterations, dense | fine-tuned |" if solver else "")
-    lines = [head, "|---|---:|---:|---:|---|" + "---:|" * (7 + 2 * solver)]
+    weighted = any(r["contractivity_weight"] for r in rows)
+    head = "| structure | ratio | depth |" + (" contractivity |" if weighted else "") + " prior MACs | seeds |"
+    head += " dense PSNR | one-shot PSNR | fine-tuned PSNR | SSIM | ΔPSNR | speed-up per slice | per volume |"
+    head += " iterations, dense | fine-tuned |" if solver else ""
+    lines = [head, "|---|---:|---:|" + "---:|" * weighted + "---:|---|" + "---:|" * (7 + 2 * solver)]
     for r in rows:
-        cells = [
-            r["structure"],
-            f"{r['ratio']:g}",
-            f"{r['depth']:g}",
+        cells = [r["structure"], f"{r['ratio']:g}", f"{r['depth']:g}"]
+        cells += [f"{r['contractivity_weight']:g}"] * weighted
+        cells += [
             f"{100 * r['prior_macs_share/mean']:.0f} %",
             r["seeds"],
             cell(r, "dense/psnr", 2),
@@ -120,8 +142,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, (colour, marker) in STRUCTURE_STYLE.items():
-        mine = [r for r in rows if r["structure"] == name]
+    for (name, (colour, marker)), weighted in itertools.product(STRUCTURE_STYLE.items(), (False, True)):
+        mine = [r for r in rows if r["structure"] == name and bool(r["contractivity_weight"]) == weighted]
         if not mine:
             continue
         ax.errorbar(
@@ -131,7 +153,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             yerr=[r["finetuned/psnr/std"] for r in mine],
             fmt=marker,
             color=colour,
-            label=name,
+            markerfacecolor="none" if weighted else colour,
+            label=f"{name}, contractivity {mine[0]['contractivity_weight']:g}" if weighted else name,
             capsize=3,
         )
         for r in mine:
