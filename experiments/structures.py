@@ -5,7 +5,7 @@
 Reads every job's ``results.json`` under the sweep folders (one sweep over ``prune={ratio:..,depth:..}`` pairs and
 seeds, a DEQ's perhaps with and without ``finetune.contractivity_weight``), groups the jobs by their (ratio, depth,
 contractivity weight) and writes into ``--out``: ``structures.csv`` (one row per
-pair: the pruned priors' MACs as a share of their dense MACs, PSNR/SSIM of the dense, one-shot and fine-tuned
+group: the pruned priors' MACs as a share of their dense MACs, PSNR/SSIM of the dense, one-shot and fine-tuned
 networks, the measured speed-up per slice and per volume, solver iterations where the network has a solver; mean
 and standard deviation over the seeds), ``structures.md`` (the same as a table, also printed) and
 ``structures.png`` (fine-tuned PSNR against measured speed-up per slice, one marker per structure, hollow with the
