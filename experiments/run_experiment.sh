@@ -6,7 +6,8 @@
 # (config.yaml) and overrides, the commit and library versions and device (environment.txt), the log, and
 # each training stage's per-epoch metrics (metrics_<stage>.csv). Images (results.png, pareto.png) only with
 # IMAGES=1: commit them only where a page shows them. With -m (a sweep), every job's files go to
-# experiments/results/NAME/<job>/ and the sweep's sweep.md and sweep.csv to experiments/results/NAME/.
+# experiments/results/NAME/<job>/ and the sweep's sweep.md and sweep.csv (sweeps of stages that score) to
+# experiments/results/NAME/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; shift
@@ -37,7 +38,7 @@ copy_results() {  # copy_results FROM TO: the files a run leaves that README quo
 rm -rf "$out"
 if [ "$dir_key" = hydra.sweep.dir ]; then
   for job in "$run_dir"/*/; do copy_results "$job" "$out/$(basename "$job")"; done
-  cp "$run_dir"/sweep.md "$run_dir"/sweep.csv "$out"/
+  for f in sweep.md sweep.csv; do if [ -f "$run_dir/$f" ]; then cp "$run_dir/$f" "$out"/; fi; done
   if [ "${IMAGES:-0}" = 1 ]; then cp "$run_dir"/pareto.png "$out"/; fi
 else
   copy_results "$run_dir" "$out"

@@ -75,7 +75,8 @@ def contractivity_weight(results_path: Path) -> float:
 
 def grouped(folders: list[Path]) -> list[dict[str, Any]]:
     """One row per (ratio, depth, contractivity weight): the seeds and, per number, its mean and standard deviation
-    over them."""
+    over them; ordered by budget (the share of the prior MACs to the nearest quarter, largest first), so the
+    structures compared at one budget sit together, then by structure and weight."""
     groups: dict[tuple[float, float, float], list[tuple[int, dict[str, float]]]] = defaultdict(list)
     for path in sorted(f for folder in folders for f in folder.rglob("results.json")):
         results = json.loads(path.read_text())
@@ -96,7 +97,7 @@ def grouped(folders: list[Path]) -> list[dict[str, Any]]:
     return sorted(
         rows,
         key=lambda r: (
-            -round(r["prior_macs_share/mean"], 1),
+            -round(4 * r["prior_macs_share/mean"]),  # budget bands: about a half, about a quarter, ...
             list(STRUCTURE_STYLE).index(r["structure"]),
             r["contractivity_weight"],
         ),
