@@ -46,6 +46,8 @@ runtimes="benchmark.runtimes=[compile,aoti,onnxruntime]"
 if [ "${GPU:-0}" = 1 ]; then
   ./run_experiment.sh gpu_e2e_paper_graph $paper network=e2e_varnet_paper benchmark.device=cuda \
     benchmark.repeats=50 benchmark.warmup=10
+  ./run_experiment.sh gpu_e2e_paper_depth_graph $paper $depth network=e2e_varnet_paper benchmark.device=cuda \
+    benchmark.repeats=50 benchmark.warmup=10
   ./run_experiment.sh gpu_bench_deq_paper $paper network=deq_paper benchmark.device=cuda \
     benchmark.repeats=10 benchmark.warmup=2
 fi
